@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
+from jax.typing import ArrayLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
 Simulator = Callable[[PRNGKeyArray, Float[Array, " dim"]], Array]
@@ -121,7 +122,7 @@ class Task:
         """Draw ``n`` parameter vectors from the prior; shape ``(n, dim)``."""
         return self._sample_prior(key, _check_count(n, "n"))
 
-    def run_simulator(self, key: PRNGKeyArray, theta: Float[Array, "n dim"]) -> Array:
+    def run_simulator(self, key: PRNGKeyArray, theta: ArrayLike) -> Array:
         """Simulate one observation per row of ``theta`` ``(n, dim)``; returns ``(n, *obs_shape)``.
 
         Raises:

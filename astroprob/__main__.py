@@ -1,0 +1,5 @@
+"""``python -m astroprob`` runs the command line."""
+
+from astroprob.cli import main
+
+raise SystemExit(main())

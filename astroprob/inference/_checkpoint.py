@@ -1,0 +1,120 @@
+"""Saving network weights without pickle: msgpack of raw array bytes, written atomically.
+
+A weights file maps the '/'-joined path of every array in a Flax NNX pure-dict
+state to its dtype, shape and raw bytes. Loading fills a freshly built network
+of the same architecture, so nothing in the file is ever executed, and the
+round trip is bit-exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import msgpack
+import numpy as np
+
+WEIGHTS_FORMAT = "astroprob-weights-v1"
+
+
+def flatten_state(tree: Any) -> dict[str, np.ndarray]:
+    """``{"a/b/0/kernel": array}`` for every leaf of a nested (pure-dict) state."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {"/".join(_key_name(k) for k in path): np.asarray(v) for path, v in leaves}
+
+
+def unflatten_like(template: Any, arrays: dict[str, np.ndarray], *, source: str) -> Any:
+    """Put ``arrays`` into the structure of ``template``, checking names, shapes and dtypes.
+
+    Raises:
+        ValueError: if the file's arrays do not match the network built from the config.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    names = ["/".join(_key_name(k) for k in path) for path, _ in leaves]
+    missing = sorted(set(names) - set(arrays))
+    extra = sorted(set(arrays) - set(names))
+    if missing or extra:
+        raise ValueError(
+            f"{source}: the saved weights do not match the network architecture "
+            f"(missing {missing[:5]}, unexpected {extra[:5]})"
+        )
+    out = []
+    for name, (_, ref) in zip(names, leaves, strict=True):
+        arr = arrays[name]
+        if arr.shape != tuple(ref.shape) or arr.dtype != ref.dtype:
+            raise ValueError(
+                f"{source}: weight {name!r}: expected shape {tuple(ref.shape)} and dtype "
+                f"{ref.dtype}; got {arr.shape} and {arr.dtype}"
+            )
+        out.append(arr)
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def encode_arrays(arrays: dict[str, np.ndarray]) -> bytes:
+    """msgpack bytes of named arrays (C-order raw bytes, dtype and shape kept)."""
+    payload = {
+        name: {"dtype": a.dtype.str, "shape": list(a.shape), "data": np.ascontiguousarray(a).tobytes()}
+        for name, a in arrays.items()
+    }
+    return msgpack.packb({"format": WEIGHTS_FORMAT, "arrays": payload}, use_bin_type=True)
+
+
+def decode_arrays(blob: bytes, *, source: str) -> dict[str, np.ndarray]:
+    """Inverse of `encode_arrays`.
+
+    Raises:
+        ValueError: if the bytes are not an astroprob weights file.
+    """
+    try:
+        data = msgpack.unpackb(blob, raw=False)
+        if data.get("format") != WEIGHTS_FORMAT:
+            raise ValueError(f"format {data.get('format')!r}")
+        return {
+            name: np.frombuffer(item["data"], dtype=np.dtype(item["dtype"])).reshape(item["shape"])
+            for name, item in data["arrays"].items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError, msgpack.UnpackException) as err:
+        raise ValueError(
+            f"{source}: expected an astroprob weights file ({WEIGHTS_FORMAT}); could not read "
+            f"it: {err}"
+        ) from err
+
+
+def sha256(blob: bytes) -> str:
+    """Hex digest, stored in the config to detect a weights file from another run."""
+    return hashlib.sha256(blob).hexdigest()
+
+
+def write_atomic(path: Path, blob: bytes) -> None:
+    """Write ``blob`` to ``path`` through a temporary file and a rename.
+
+    A crash leaves either the old file or the new one, never a half-written one.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """`write_atomic` for a JSON document."""
+    write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _key_name(key: Any) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
