@@ -56,9 +56,13 @@ def unflatten_like(template: Any, arrays: dict[str, np.ndarray], *, source: str)
 
 
 def encode_arrays(arrays: dict[str, np.ndarray]) -> bytes:
-    """msgpack bytes of named arrays (C-order raw bytes, dtype and shape kept)."""
+    """Msgpack bytes of named arrays (C-order raw bytes, dtype and shape kept)."""
     payload = {
-        name: {"dtype": a.dtype.str, "shape": list(a.shape), "data": np.ascontiguousarray(a).tobytes()}
+        name: {
+            "dtype": a.dtype.str,
+            "shape": list(a.shape),
+            "data": np.ascontiguousarray(a).tobytes(),
+        }
         for name, a in arrays.items()
     }
     return msgpack.packb({"format": WEIGHTS_FORMAT, "arrays": payload}, use_bin_type=True)

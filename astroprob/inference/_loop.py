@@ -212,9 +212,11 @@ def train(
 
     history = TrainingHistory(num_train=n_train, num_validation=n_val)
     t0 = time.perf_counter()
-    epoch_fn = jax.jit(run_epoch, donate_argnums=(0, 1)).lower(
-        params, opt_state, key, train_data
-    ).compile()
+    epoch_fn = (
+        jax.jit(run_epoch, donate_argnums=(0, 1))
+        .lower(params, opt_state, key, train_data)
+        .compile()
+    )
     val_fn = jax.jit(validation_loss).lower(params, validation_data).compile()
     history.compile_time_s = time.perf_counter() - t0
 
@@ -235,8 +237,9 @@ def train(
             history.best_epoch = epoch
         else:
             since_best += 1
-        bar.set_postfix(train=f"{float(train_loss):.3f}", val=f"{val_loss:.3f}",
-                        best=f"{best_loss:.3f}")
+        bar.set_postfix(
+            train=f"{float(train_loss):.3f}", val=f"{val_loss:.3f}", best=f"{best_loss:.3f}"
+        )
         if not math.isfinite(val_loss):
             raise FloatingPointError(
                 f"validation loss became {val_loss} at epoch {epoch}; try a smaller "

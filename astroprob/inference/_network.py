@@ -66,13 +66,13 @@ class PosteriorNetwork(nnx.Module):
     def log_prob(
         self, u: Float[Array, "batch dim"], x: Float[Array, "batch ..."]
     ) -> Float[Array, " batch"]:
-        """log q(u | x) in the unconstrained space, ``(batch,)``."""
+        """Log q(u | x) in the unconstrained space, ``(batch,)``."""
         return self.log_prob_given_context(u, self.context(x))
 
     def log_prob_given_context(
         self, u: Float[Array, "batch dim"], context: Float[Array, "batch features"]
     ) -> Float[Array, " batch"]:
-        """log q(u | x) from a precomputed `context` (reuse it across many u)."""
+        """Log q(u | x) from a precomputed `context` (reuse it across many u)."""
         z = (u - self.theta_shift[...]) / self.theta_scale[...]
         log_scale = jnp.sum(jnp.log(self.theta_scale[...]))
         return self.density.log_prob(z, context) - log_scale
@@ -96,4 +96,3 @@ def context_size(embedding: nnx.Module | None, observation_shape: tuple[int, ...
             f"(1, {', '.join(map(str, observation_shape))}); got {tuple(out.shape)}"
         )
     return int(out.shape[1])
-

@@ -33,15 +33,15 @@ class SupportBijection:
         return self.transform(u)
 
     def to_unconstrained(self, theta: Float[Array, "... dim"]) -> Float[Array, "... dim"]:
-        """u = T⁻¹(θ); only meaningful for θ inside the support."""
+        """U = T⁻¹(θ); only meaningful for θ inside the support."""
         return self.transform.inv(theta)
 
-    def log_abs_det_jacobian(self, u: Float[Array, "... dim"]) -> Float[Array, "..."]:
+    def log_abs_det_jacobian(self, u: Float[Array, "... dim"]) -> Float[Array, ...]:
         """log|det dT/du| per vector, shape ``u.shape[:-1]``."""
         out = self.transform.log_abs_det_jacobian(u, self.transform(u))
         return out.sum(-1) if out.ndim == u.ndim else out
 
-    def contains(self, theta: Float[Array, "... dim"]) -> Bool[Array, "..."]:
+    def contains(self, theta: Float[Array, "... dim"]) -> Bool[Array, ...]:
         """Whether each vector lies in the support, shape ``theta.shape[:-1]``."""
         inside = jnp.asarray(self.support(theta))
         return inside.all(-1) if inside.ndim == theta.ndim else inside

@@ -125,7 +125,9 @@ class NPE:
         u = self._bijection.to_unconstrained(theta)
 
         key_split, key_init, key_train = jax.random.split(key, 3)
-        train_idx, val_idx = split_train_validation(key_split, len(theta), config.validation_fraction)
+        train_idx, val_idx = split_train_validation(
+            key_split, len(theta), config.validation_fraction
+        )
         u_train, x_train = u[train_idx], x[train_idx]
         theta_shift, theta_scale = data_statistics(u_train, per_feature=True)
         x_shift, x_scale = data_statistics(x_train, per_feature=x.ndim == 2)
@@ -158,9 +160,10 @@ class NPE:
         self.training_config = config
         return self
 
-    def _check_simulations(self, theta: Array, x: Array) -> tuple[Array, Array, int]:
-        theta = jnp.asarray(theta, dtype=jnp.float32)
-        x = jnp.asarray(x, dtype=jnp.float32)
+    def _check_simulations(self, theta: ArrayLike, x: ArrayLike) -> tuple[Array, Array, int]:
+        # Check in numpy: NaNs must be counted, not trip jax_debug_nans on conversion.
+        theta = np.asarray(theta, dtype=np.float32)
+        x = np.asarray(x, dtype=np.float32)
         dim, obs_shape = self.task.dim, self.task.observation_shape
         if theta.ndim != 2 or theta.shape[1] != dim:
             raise ValueError(f"theta: expected shape (n, {dim}); got {theta.shape}")
@@ -169,9 +172,7 @@ class NPE:
                 f"x: expected shape ({theta.shape[0]}, {', '.join(map(str, obs_shape))}) to match "
                 f"theta {theta.shape}; got {x.shape}"
             )
-        finite = np.asarray(
-            jnp.isfinite(theta).all(axis=1) & jnp.isfinite(x).reshape(len(x), -1).all(axis=1)
-        )
+        finite = np.isfinite(theta).all(axis=1) & np.isfinite(x).reshape(len(x), -1).all(axis=1)
         num_invalid = int((~finite).sum())
         if num_invalid:
             warnings.warn(
@@ -181,6 +182,7 @@ class NPE:
             )
             keep = np.flatnonzero(finite)
             theta, x = theta[keep], x[keep]
+        theta, x = jnp.asarray(theta), jnp.asarray(x)
         outside = int((~np.asarray(self._bijection.contains(theta))).sum())
         if outside:
             raise ValueError(
@@ -297,7 +299,9 @@ class NPE:
         config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
         for p in (config_path, weights_path):
             if not p.is_file():
-                raise FileNotFoundError(f"{p}: no such file; expected a run directory from NPE.save")
+                raise FileNotFoundError(
+                    f"{p}: no such file; expected a run directory from NPE.save"
+                )
         config = json.loads(config_path.read_text())
         _check_format(config, config_path)
         if task is None:
@@ -310,9 +314,10 @@ class NPE:
                     f"{config_path}: task {config['task']!r} is not a built-in task; "
                     "pass task= to NPE.load"
                 ) from err
-        if list(task.parameter_names) != config["parameter_names"] or list(
-            task.observation_shape
-        ) != config["observation_shape"]:
+        if (
+            list(task.parameter_names) != config["parameter_names"]
+            or list(task.observation_shape) != config["observation_shape"]
+        ):
             raise ValueError(
                 f"task: expected parameters {config['parameter_names']} and observation shape "
                 f"{tuple(config['observation_shape'])}; got {list(task.parameter_names)} and "
@@ -324,7 +329,9 @@ class NPE:
                 f"({config['embedding']}); pass a module of the same architecture"
             )
         if config["embedding"] is None and embedding is not None:
-            raise ValueError("embedding: this run was trained without an embedding network; got one")
+            raise ValueError(
+                "embedding: this run was trained without an embedding network; got one"
+            )
 
         blob = weights_path.read_bytes()
         if _checkpoint.sha256(blob) != config["weights_sha256"]:
@@ -381,11 +388,14 @@ def _qualified_name(obj: Any) -> str:
 
 def _check_format(config: dict[str, Any], source: Path) -> None:
     if config.get("format") != FORMAT:
-        raise ValueError(f"{source}: expected an {FORMAT} config; got format {config.get('format')!r}")
+        raise ValueError(
+            f"{source}: expected an {FORMAT} config; got format {config.get('format')!r}"
+        )
     if config.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{source}: expected format_version {FORMAT_VERSION}; got "
-            f"{config.get('format_version')!r} (written by astroprob {config.get('astroprob_version')})"
+            f"{config.get('format_version')!r} "
+            f"(written by astroprob {config.get('astroprob_version')})"
         )
     saved = config.get("astroprob_version", "")
     if _version_tuple(saved) > _version_tuple(__version__):

@@ -37,7 +37,8 @@ class Posterior:
     """
 
     def __init__(self, task: Task, x: ArrayLike, sample_fn: SampleFn, log_prob_fn: LogProbFn):
-        x = jnp.asarray(x, dtype=jnp.float32)
+        # Check in numpy: NaNs must be reported, not trip jax_debug_nans on conversion.
+        x = np.asarray(x, dtype=np.float32)
         obs_shape = task.observation_shape
         if x.shape == obs_shape:
             self._batched = False
@@ -49,11 +50,13 @@ class Posterior:
                 f"x: expected one observation of shape {obs_shape} or a batch of shape "
                 f"(n_obs, {', '.join(map(str, obs_shape))}); got {x.shape}"
             )
-        if not bool(jnp.all(jnp.isfinite(x))):
-            bad = np.flatnonzero(~np.isfinite(np.asarray(x)).reshape(len(x), -1).all(axis=1))
-            raise ValueError(f"x: expected finite values; observations {bad.tolist()[:10]} hold NaN or inf")
+        if not np.all(np.isfinite(x)):
+            bad = np.flatnonzero(~np.isfinite(x).reshape(len(x), -1).all(axis=1))
+            raise ValueError(
+                f"x: expected finite values; observations {bad.tolist()[:10]} hold NaN or inf"
+            )
         self.task = task
-        self._x = x
+        self._x = jnp.asarray(x)
         self._sample_fn = sample_fn
         self._log_prob_fn = log_prob_fn
         self._last_samples: Array | None = None
@@ -73,7 +76,7 @@ class Posterior:
         """The observation(s), as given (without the added batch axis)."""
         return self._x if self._batched else self._x[0]
 
-    def sample(self, key: PRNGKeyArray, num_samples: int) -> Float[Array, "..."]:
+    def sample(self, key: PRNGKeyArray, num_samples: int) -> Float[Array, ...]:
         """Draw posterior samples; every sample lies inside the prior's support.
 
         Args:
@@ -84,13 +87,17 @@ class Posterior:
             ``(num_samples, dim)`` for one observation, ``(n_obs, num_samples, dim)``
             for a batch. One compiled call for all observations.
         """
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer) or num_samples < 1:
+        if (
+            isinstance(num_samples, bool)
+            or not isinstance(num_samples, int | np.integer)
+            or num_samples < 1
+        ):
             raise ValueError(f"num_samples: expected a positive integer; got {num_samples!r}")
         samples = self._sample_fn(key, self._x, int(num_samples))
         self._last_samples = samples
         return samples if self._batched else samples[0]
 
-    def log_prob(self, theta: ArrayLike) -> Float[Array, "..."]:
+    def log_prob(self, theta: ArrayLike) -> Float[Array, ...]:
         """Posterior log-density of parameter values (``-inf`` outside the prior's support).
 
         Args:
@@ -145,7 +152,9 @@ class Posterior:
         stats = {name: np.asarray(v) for name, v in stats.items()}
         table = QTable()
         table["obs"] = np.arange(self.num_observations)
-        for j, (name, unit) in enumerate(zip(self.task.parameter_names, units_of(self.task), strict=True)):
+        for j, (name, unit) in enumerate(
+            zip(self.task.parameter_names, units_of(self.task), strict=True)
+        ):
             for stat in ("mean", "std", "median", "q2.5", "q16", "q84", "q97.5"):
                 column = stats[stat][:, j]
                 table[f"{name}_{stat}"] = column * unit if unit is not None else column
@@ -167,4 +176,3 @@ def _summary_statistics(samples: Float[Array, "n_obs n dim"]) -> dict[str, Array
     out["mean"] = samples.mean(axis=1)
     out["std"] = samples.std(axis=1, ddof=1)
     return out
-

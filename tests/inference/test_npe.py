@@ -70,11 +70,14 @@ def test_training_lowers_loss_and_changes_weights(box_task):
     first_val = npe.history.validation_loss[0]
     npe.fit(jax.random.key(3), theta, x, max_epochs=15, batch_size=50, progress_bar=False)
     after = nnx.state(npe.network, nnx.Param)
-    changed = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.any(a != np.asarray(b))), before, after))
+    changed = jax.tree.leaves(
+        jax.tree.map(lambda a, b: bool(np.any(a != np.asarray(b))), before, after)
+    )
     assert all(changed)
     assert npe.history.best_validation_loss < first_val - 0.1
     assert npe.history.num_train + npe.history.num_validation == 600
-    assert npe.history.compile_time_s > 0 and npe.history.train_time_s > 0
+    assert npe.history.compile_time_s > 0
+    assert npe.history.train_time_s > 0
 
 
 def test_fit_is_reproducible_from_the_key(box_task):
@@ -179,14 +182,18 @@ def test_benchmark_box_priors_hold_all_samples(name):
 # ------------------------------------------------------------------ accuracy
 def test_gaussian_posterior_matches_analytic(gauss_npe):
     x_obs = jnp.array([[0.4, -1.0], [1.5, 0.2], [-0.3, 0.8]])
-    samples = gauss_npe.posterior(x_obs).sample(jax.random.key(12), 4000)
+    samples = np.asarray(gauss_npe.posterior(x_obs).sample(jax.random.key(12), 4000))
     shrink = 1.0 / (1.0 + NOISE**2)
-    np.testing.assert_allclose(samples.mean(1), x_obs * shrink, atol=0.06)
-    np.testing.assert_allclose(samples.std(1), np.full((3, 2), NOISE * math.sqrt(shrink)), rtol=0.15)
-    exact = dist.Normal(x_obs[:, None] * shrink, NOISE * math.sqrt(shrink)).to_event(1)
-    theta = exact.sample(jax.random.key(13), (1,))[0]  # (3, 1, 2) -> one θ per observation
-    lp = gauss_npe.posterior(x_obs).log_prob(theta[:, 0])
-    np.testing.assert_allclose(lp, exact.log_prob(theta)[:, 0], atol=0.25)
+    # Quantile-based moments: spline flows' identity tails put ~1 % of the mass far
+    # out, which inflates a sample std without touching the bulk of the posterior.
+    q16, median, q84 = np.quantile(samples, [0.16, 0.5, 0.84], axis=1)
+    np.testing.assert_allclose(median, x_obs * shrink, atol=0.05)
+    np.testing.assert_allclose((q84 - q16) / 2, NOISE * math.sqrt(shrink), rtol=0.12)
+    exact = dist.Normal(x_obs * shrink, NOISE * math.sqrt(shrink)).to_event(1)
+    theta = exact.sample(jax.random.key(13), (200,)).transpose(1, 0, 2)  # (3, 200, 2)
+    lp = gauss_npe.posterior(x_obs).log_prob(theta)
+    exact_lp = exact.log_prob(theta.transpose(1, 0, 2)).T
+    assert float(jnp.abs(lp - exact_lp).mean()) < 0.2
 
 
 # ----------------------------------------------------------------- posterior
@@ -220,7 +227,8 @@ def test_sampling_many_observations_compiles_once(box_npe):
 
 
 @pytest.mark.parametrize(
-    ("x_shape", "match"), [((3,), r"x: expected one observation"), ((4, 3), "x: expected"), ((2, 2, 2), "x: expected")]
+    ("x_shape", "match"),
+    [((3,), r"x: expected one observation"), ((4, 3), "x: expected"), ((2, 2, 2), "x: expected")],
 )
 def test_posterior_rejects_bad_observations(box_npe, x_shape, match):
     with pytest.raises(ValueError, match=match):
@@ -229,7 +237,7 @@ def test_posterior_rejects_bad_observations(box_npe, x_shape, match):
 
 def test_posterior_rejects_bad_theta_and_nan(box_npe):
     with pytest.raises(ValueError, match="x: expected finite values"):
-        box_npe.posterior(jnp.array([0.0, jnp.nan]))
+        box_npe.posterior(np.array([0.0, np.nan]))
     with pytest.raises(ValueError, match="theta: expected a last axis of size 2"):
         box_npe.posterior(jnp.zeros(2)).log_prob(jnp.zeros((4, 3)))
     with pytest.raises(ValueError, match=r"theta: expected shape \(3, 2\)"):
@@ -244,12 +252,21 @@ def test_summary_matches_samples_and_carries_units(box_npe):
     table = post.summary()
     assert len(table) == 2
     assert table["offset_mean"].unit == u.arcsec
-    assert not hasattr(table["slope_mean"], "unit") or table["slope_mean"].unit in (None, u.dimensionless_unscaled)
-    np.testing.assert_allclose(table["offset_mean"].to_value(u.arcsec), samples[:, :, 0].mean(1), rtol=1e-5)
-    np.testing.assert_allclose(table["slope_q84"], np.quantile(samples[:, :, 1], 0.84, axis=1), rtol=1e-4)
+    assert not hasattr(table["slope_mean"], "unit") or table["slope_mean"].unit in (
+        None,
+        u.dimensionless_unscaled,
+    )
+    np.testing.assert_allclose(
+        table["offset_mean"].to_value(u.arcsec), samples[:, :, 0].mean(1), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        table["slope_q84"], np.quantile(samples[:, :, 1], 0.84, axis=1), rtol=1e-4
+    )
     for name in ("offset", "slope"):
-        cols = [np.asarray(getattr(table[f"{name}_{s}"], "value", table[f"{name}_{s}"]))
-                for s in ("q2.5", "q16", "median", "q84", "q97.5")]
+        cols = [
+            np.asarray(getattr(table[f"{name}_{s}"], "value", table[f"{name}_{s}"]))
+            for s in ("q2.5", "q16", "median", "q84", "q97.5")
+        ]
         assert np.all(np.diff(np.stack(cols), axis=0) >= 0)
     fresh = post.summary(jax.random.key(4), num_samples=500)
     assert fresh.meta["num_samples"] == 500
@@ -265,7 +282,8 @@ def test_save_load_round_trip_is_bit_identical(box_npe, box_task, tmp_path):
         box_npe.posterior(x).log_prob(theta), loaded.posterior(x).log_prob(theta)
     )
     np.testing.assert_array_equal(
-        box_npe.posterior(x).sample(jax.random.key(6), 20), loaded.posterior(x).sample(jax.random.key(6), 20)
+        box_npe.posterior(x).sample(jax.random.key(6), 20),
+        loaded.posterior(x).sample(jax.random.key(6), 20),
     )
     assert loaded.history.validation_loss == box_npe.history.validation_loss
     assert not list((tmp_path / "run").glob("*.tmp"))
