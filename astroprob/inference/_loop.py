@@ -44,7 +44,7 @@ class TrainingConfig:
     """
 
     learning_rate: float = 5e-4
-    weight_decay: float = 1e-4
+    weight_decay: float = 0.0
     batch_size: int = 200
     max_epochs: int = 1000
     patience: int = 20

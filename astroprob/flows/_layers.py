@@ -1,0 +1,184 @@
+"""The conditioner network shared by every density estimator: a two-input MLP.
+
+``ConditionalMLP(x, context)`` is an MLP applied to the concatenation of ``x``
+and ``context``, written with two first-layer matrices instead of a concatenation
+so that ``x`` and ``context`` only need *broadcastable* leading dimensions. When a
+flow draws ``n`` samples for each of ``B`` observations, ``x`` has shape
+``(B, n, d)`` and ``context`` has shape ``(B, 1, c)``: the context projection is
+computed once per observation instead of once per sample, and no repeated copy
+of the context is ever built.
+
+Subclasses may mask the kernels (see `astroprob.flows._made`).
+"""
+
+# jaxtyping shape strings ("batch dim") are not Python expressions.
+# ruff: noqa: F722
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jaxtyping import Array, Float
+
+__all__ = ["ACTIVATIONS", "ConditionalMLP", "get_activation"]
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "gelu": jax.nn.gelu,
+    "silu": jax.nn.silu,
+    "elu": jax.nn.elu,
+}
+"""Activation functions a conditioner may use, by name."""
+
+
+def get_activation(name: str) -> Callable[[Array], Array]:
+    """Look up an activation by name.
+
+    Raises:
+        ValueError: if ``name`` is not a key of `ACTIVATIONS`.
+    """
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}; got {name!r}")
+    return ACTIVATIONS[name]
+
+
+def _lecun_normal(key: Array, shape: tuple[int, int], fan_in: int, scale: float = 1.0) -> Array:
+    """Truncated normal with variance ``scale / fan_in`` (fan-in given explicitly)."""
+    std = np.sqrt(scale / max(fan_in, 1)) / 0.87962566103423978  # truncation correction
+    return std * jax.random.truncated_normal(key, -2.0, 2.0, shape, jnp.float32)
+
+
+class ConditionalMLP(nnx.Module):
+    """MLP ``(x, context) -> out`` with ``num_hidden_layers`` hidden layers.
+
+    Args:
+        in_features: size of ``x`` (may be 0: the network then sees only the context).
+        context_features: size of ``context`` (at least 1).
+        out_features: size of the output.
+        hidden_features: width of each hidden layer.
+        num_hidden_layers: number of hidden layers (at least 1).
+        activation: a key of `ACTIVATIONS`.
+        rngs: random streams for the initial weights (``params`` stream).
+        final_init_scale: variance scale of the output kernel; 0 makes the output
+            layer start at exactly zero (weights and bias), which the flows use to
+            start at the identity map.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        context_features: int,
+        out_features: int,
+        *,
+        hidden_features: int,
+        num_hidden_layers: int,
+        activation: str,
+        rngs: nnx.Rngs,
+        final_init_scale: float = 0.0,
+    ):
+        get_activation(activation)
+        if num_hidden_layers < 1:
+            raise ValueError(f"num_hidden_layers: expected >= 1; got {num_hidden_layers}")
+        if hidden_features < 1:
+            raise ValueError(f"hidden_features: expected >= 1; got {hidden_features}")
+        self.in_features = in_features
+        self.context_features = context_features
+        self.out_features = out_features
+        self.activation = activation
+        fan_in = in_features + context_features
+        self.input_kernel = (
+            nnx.Param(_lecun_normal(rngs.params(), (in_features, hidden_features), fan_in))
+            if in_features > 0
+            else None
+        )
+        self.context_kernel = nnx.Param(
+            _lecun_normal(rngs.params(), (context_features, hidden_features), fan_in)
+        )
+        self.input_bias = nnx.Param(jnp.zeros((hidden_features,), jnp.float32))
+        self.hidden_kernels = nnx.List(
+            [
+                nnx.Param(
+                    _lecun_normal(
+                        rngs.params(), (hidden_features, hidden_features), hidden_features
+                    )
+                )
+                for _ in range(num_hidden_layers - 1)
+            ]
+        )
+        self.hidden_biases = nnx.List(
+            [
+                nnx.Param(jnp.zeros((hidden_features,), jnp.float32))
+                for _ in range(num_hidden_layers - 1)
+            ]
+        )
+        if final_init_scale > 0.0:
+            out_kernel = _lecun_normal(
+                rngs.params(), (hidden_features, out_features), hidden_features, final_init_scale
+            )
+        else:
+            out_kernel = jnp.zeros((hidden_features, out_features), jnp.float32)
+        self.output_kernel = nnx.Param(out_kernel)
+        self.output_bias = nnx.Param(jnp.zeros((out_features,), jnp.float32))
+
+    def _masks(self) -> tuple[np.ndarray, ...] | None:
+        """Static 0/1 masks for (input, hidden..., output) kernels; ``None``: dense."""
+        return None
+
+    def hidden(
+        self, x: Float[Array, "*xbatch in"], context: Float[Array, "*cbatch ctx"]
+    ) -> Float[Array, "*batch hidden"]:
+        """Last hidden layer's activations.
+
+        Args:
+            x: ``(*xbatch, in_features)``.
+            context: ``(*cbatch, context_features)``, ``cbatch`` broadcastable
+                against ``xbatch``.
+
+        Returns:
+            ``(*batch, hidden_features)`` with ``batch`` the broadcast of both;
+            when ``in_features == 0`` it is ``cbatch``.
+        """
+        masks = self._masks()
+        act = get_activation(self.activation)
+        h = context @ self.context_kernel[...] + self.input_bias[...]
+        if self.input_kernel is not None:
+            kernel = self.input_kernel[...]
+            if masks is not None:
+                kernel = kernel * masks[0]
+            h = x @ kernel + h
+        h = act(h)
+        for i, (kernel, bias) in enumerate(
+            zip(self.hidden_kernels, self.hidden_biases, strict=True)
+        ):
+            k = kernel[...]
+            if masks is not None:
+                k = k * masks[i + 1]
+            h = act(h @ k + bias[...])
+        return h
+
+    def output_kernel_masked(self) -> Array:
+        """The output kernel ``(hidden_features, out_features)``, masked if needed."""
+        masks = self._masks()
+        k = self.output_kernel[...]
+        return k if masks is None else k * masks[-1]
+
+    def __call__(
+        self, x: Float[Array, "*xbatch in"], context: Float[Array, "*cbatch ctx"]
+    ) -> Float[Array, "*batch out"]:
+        """Evaluate the network.
+
+        Args:
+            x: ``(*xbatch, in_features)``.
+            context: ``(*cbatch, context_features)``, ``cbatch`` broadcastable
+                against ``xbatch``.
+
+        Returns:
+            ``(*batch, out_features)`` with ``batch`` the broadcast of both; when
+            ``in_features == 0`` it is ``cbatch``.
+        """
+        return self.hidden(x, context) @ self.output_kernel_masked() + self.output_bias[...]

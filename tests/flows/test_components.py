@@ -1,0 +1,251 @@
+"""Unit tests of the building blocks: RQ splines, MADE masks, row chunking."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import astroprob.flows._flow as flow_module
+from astroprob.flows import MaskedAutoregressiveFlow
+from astroprob.flows._chunks import map_rows_in_chunks
+from astroprob.flows._made import MADE, made_masks
+from astroprob.flows._splines import (
+    rq_knots,
+    rq_spline_forward,
+    rq_spline_inverse,
+    split_spline_params,
+)
+
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
+B = 3.0
+K = 8
+SETTINGS = {"min_bin_width": 1e-3, "min_bin_height": 1e-3, "min_derivative": 1e-3}
+
+
+def _knots(params):
+    w, h, d = split_spline_params(params, K)
+    return rq_knots(w, h, d, tail_bound=B, **SETTINGS)
+
+
+@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+def _spline_checks(params, x):
+    """Forward, inverse, and autodiff derivatives of both, elementwise."""
+    knots = _knots(params)
+    y, ld = rq_spline_forward(x, knots, tail_bound=B)
+    x_back, ld_back = rq_spline_inverse(y, knots, tail_bound=B)
+
+    def fwd(xi, p):
+        return rq_spline_forward(xi, _knots(p), tail_bound=B)[0]
+
+    def inv(yi, p):
+        return rq_spline_inverse(yi, _knots(p), tail_bound=B)[0]
+
+    dy_dx = jax.vmap(jax.grad(fwd))(x, params)
+    dx_dy = jax.vmap(jax.grad(inv))(y, params)
+    # Gradients w.r.t. the spline parameters must be finite everywhere (tails, knots).
+    grad_params = jax.grad(lambda p: jnp.sum(rq_spline_forward(x, _knots(p), tail_bound=B)[1]))(
+        params
+    )
+    grad_params_inv = jax.grad(lambda p: jnp.sum(rq_spline_inverse(y, _knots(p), tail_bound=B)[0]))(
+        params
+    )
+    return {
+        "y": y,
+        "ld": ld,
+        "x_back": x_back,
+        "ld_back": ld_back,
+        "dy_dx": dy_dx,
+        "dx_dy": dx_dy,
+        "grad_params": grad_params,
+        "grad_params_inv": grad_params_inv,
+        "x_left": knots.x_left,
+        "y_left": knots.y_left,
+    }
+
+
+def _spline_inputs(key, scale, n=4000):
+    k_p, k_x = jax.random.split(key)
+    params = scale * jax.random.normal(k_p, (n, 3 * K - 1))
+    x = jnp.concatenate(
+        [
+            jnp.linspace(-5.0, 5.0, n - 8),
+            jnp.array([-B, B, -B - 1e-6, B + 1e-6, 0.0, -1e-7, 1e-7, 100.0]),
+        ]
+    )
+    return params, x
+
+
+@pytest.fixture(scope="module")
+def moderate():
+    params, x = _spline_inputs(jax.random.key(0), 0.5)
+    return params, x, jax.tree.map(np.asarray, _spline_checks(params, x))
+
+
+@pytest.fixture(scope="module")
+def strong():
+    params, x = _spline_inputs(jax.random.key(1), 1.5)
+    return params, x, jax.tree.map(np.asarray, _spline_checks(params, x))
+
+
+def test_spline_round_trip_inside_and_outside(moderate):
+    _, x, r = moderate
+    np.testing.assert_allclose(r["x_back"], x, atol=1e-4)
+    np.testing.assert_allclose(r["ld_back"], -r["ld"], atol=1e-4)
+
+
+def test_spline_inverse_is_as_accurate_as_float32_allows(strong):
+    """With strongly curved splines the error is bounded by the conditioning."""
+    _, x, r = strong
+    err = np.abs(r["x_back"] - np.asarray(x))
+    # One float32 ulp of y, mapped back through dx/dy, plus a small absolute floor.
+    limit = 1e-5 + 4 * np.spacing(np.abs(r["y"]).astype(np.float32)) * np.exp(-r["ld"])
+    assert np.all(err <= limit)
+
+
+def test_spline_log_det_matches_autodiff(moderate, strong):
+    for _, _, r in (moderate, strong):
+        np.testing.assert_allclose(r["ld"], np.log(r["dy_dx"]), atol=1e-3, rtol=1e-3)
+        np.testing.assert_allclose(r["ld_back"], np.log(r["dx_dy"]), atol=1e-3, rtol=1e-3)
+
+
+def test_spline_is_monotone_identity_outside_and_continuous_at_bounds(strong):
+    _, x, r = strong
+    x = np.asarray(x)
+    assert np.all(r["dy_dx"] > 0)
+    outside = np.abs(x) > B
+    np.testing.assert_array_equal(r["y"][outside], x[outside])
+    np.testing.assert_array_equal(r["ld"][outside], 0.0)
+    # At +-B the spline meets the identity tails with slope 1.
+    at_bound = np.isin(x, [-B, B])
+    np.testing.assert_allclose(r["y"][at_bound], x[at_bound], atol=1e-5)
+    np.testing.assert_allclose(r["dy_dx"][at_bound], 1.0, atol=1e-3)
+
+
+@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+def _one_spline(params, x):
+    return rq_spline_forward(x, _knots(params), tail_bound=B)[0]
+
+
+def test_one_spline_is_monotone_and_continuous():
+    params = 1.5 * jax.random.normal(jax.random.key(5), (3 * K - 1,))
+    x = jnp.linspace(-4.0, 4.0, 80_001)
+    y = np.asarray(_one_spline(params, x))
+    steps = np.diff(y)
+    assert np.all(steps >= 0)
+    assert np.max(steps) < 0.05  # no jumps (a jump would also break the round trip)
+
+
+def test_spline_parameter_gradients_are_finite(moderate, strong):
+    for _, _, r in (moderate, strong):
+        assert np.all(np.isfinite(r["grad_params"]))
+        assert np.all(np.isfinite(r["grad_params_inv"]))
+
+
+def test_spline_knots_respect_floors(strong):
+    _, _, r = strong
+    widths = np.diff(np.concatenate([r["x_left"], np.full(r["x_left"][:, :1].shape, B)], 1))
+    heights = np.diff(np.concatenate([r["y_left"], np.full(r["y_left"][:, :1].shape, B)], 1))
+    floor = 2 * B * 1e-3 * (1 - 1e-4)
+    assert widths.min() >= floor
+    assert heights.min() >= floor
+    np.testing.assert_allclose(r["x_left"][:, 0], -B)
+
+
+def test_spline_with_zero_parameters_is_identity():
+    x = jnp.linspace(-4.0, 4.0, 41)
+    y, ld = rq_spline_forward(x, _knots(jnp.zeros((3 * K - 1,))), tail_bound=B)
+    np.testing.assert_allclose(y, x, atol=1e-6)
+    np.testing.assert_allclose(ld, 0.0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- MADE
+
+
+@pytest.mark.parametrize(("dim", "num_hidden_layers"), [(1, 2), (2, 1), (4, 2)])
+def test_made_is_autoregressive(dim, num_hidden_layers):
+    made = MADE(
+        dim,
+        2,
+        3,
+        hidden_features=7,
+        num_hidden_layers=num_hidden_layers,
+        activation="tanh",
+        rngs=nnx.Rngs(0),
+        final_init_scale=1.0,
+    )
+    x = jax.random.normal(jax.random.key(1), (dim,))
+    context = jnp.array([0.3, -0.2])
+    graphdef, state = nnx.split(made)
+    jac, jac_c, full, blocks = _made_checks(graphdef, state, x, context)
+    dependency = np.any(np.asarray(jac).reshape(dim, 3, dim) != 0, axis=1)  # (out dim, in dim)
+    np.testing.assert_array_equal(dependency, np.tril(np.ones((dim, dim), bool), k=-1))
+    # The context reaches every output, the first dimension's included.
+    assert np.all(np.any(np.asarray(jac_c) != 0, axis=1))
+    # output_block(j) is the j-th block of the full output.
+    np.testing.assert_allclose(blocks, np.asarray(full).reshape(dim, 3), rtol=1e-6, atol=1e-6)
+
+
+@functools.partial(jax.jit, static_argnums=0, compiler_options=FAST_COMPILE)
+def _made_checks(graphdef, state, x, context):
+    made = nnx.merge(graphdef, state)
+    jac = jax.jacfwd(lambda v: made(v, context))(x)
+    jac_c = jax.jacfwd(lambda c: made(x, c))(context)
+    h = made.hidden(x, context)
+    blocks = jnp.stack([made.output_block(h, j) for j in range(made.dim)])
+    return jac, jac_c, made(x, context), blocks
+
+
+def test_made_masks_shapes_and_degrees():
+    masks = made_masks(3, 5, 2, 4)
+    assert [m.shape for m in masks] == [(3, 5), (5, 5), (5, 12)]
+    # The last input feeds no hidden unit; degree-0 hidden units see no input but
+    # feed every output block (so the first block still depends on the context).
+    assert not masks[0][2].any()
+    assert not masks[0][:, 0].any()
+    assert masks[-1][0].all()
+    np.testing.assert_array_equal(np.flatnonzero(masks[-1][:, :4].any(1)), [0, 3])
+
+
+# --------------------------------------------------------------------------- chunking
+
+
+def test_map_rows_in_chunks_matches_direct_call():
+    x = jnp.arange(23.0).reshape(23, 1)
+    ids = jnp.arange(23)
+
+    def fn(a, i):
+        return {"sum": a[:, 0] + i, "pair": jnp.concatenate([a, a * 2], axis=1)}
+
+    direct = fn(x, ids)
+    chunked = map_rows_in_chunks(fn, x, ids, chunk_rows=5)
+    for key in direct:
+        np.testing.assert_array_equal(chunked[key], direct[key])
+
+
+def test_sampling_is_independent_of_chunking_and_runs_under_nnx_jit(monkeypatch):
+    """Chunked and one-piece sampling draw the same samples (same base noise)."""
+    flow = MaskedAutoregressiveFlow(2, 2, rngs=nnx.Rngs(0), num_transforms=1, hidden_features=4)
+    # Move away from the identity so that a wrong context row would show.
+    params = nnx.state(flow, nnx.Param)
+    nnx.update(
+        flow, jax.tree.map(lambda p: p + 0.3 * jnp.cos(jnp.arange(p.size)).reshape(p.shape), params)
+    )
+    context = jnp.array([[0.1, 0.2], [-0.3, 0.4], [1.0, -1.0]])
+    sample = nnx.jit(lambda f, k, c: f.sample_and_log_prob(k, c, 7))
+    whole = sample(flow, jax.random.key(0), context)
+    monkeypatch.setattr(
+        flow_module,
+        "map_rows_in_chunks",
+        functools.partial(map_rows_in_chunks, chunk_rows=4),
+    )
+    sample_chunked = nnx.jit(lambda f, k, c: f.sample_and_log_prob(k, c, 7))
+    chunked = sample_chunked(flow, jax.random.key(0), context)
+    for a, b in zip(whole, chunked, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    assert whole[0].shape == (3, 7, 2)
+    # The context matters: a different context gives different samples from the same noise.
+    other = sample(flow, jax.random.key(0), context[::-1])
+    assert not np.allclose(other[0][0], whole[0][0])
