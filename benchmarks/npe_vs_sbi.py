@@ -609,7 +609,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             "clip_norm": 5.0,
             "max_epochs": args.max_epochs,
         },
-        # sbi trains with torch Adam without weight decay; astroprob's default AdamW uses 1e-4.
+        # sbi trains with torch Adam without weight decay; astroprob's AdamW default is also 0.
         "astroprob_weight_decay": args.astroprob_weight_decay,
         "nsf_sizes": NSF_SIZES,
         "astroprob_nsf_extra": ASTROPROB_NSF_EXTRA,
@@ -996,7 +996,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--astroprob-weight-decay",
         type=float,
         default=0.0,
-        help="AdamW weight decay for astroprob (0 matches sbi's Adam; astroprob's default 1e-4)",
+        help="AdamW weight decay for astroprob (0 matches sbi's Adam; astroprob's default is 0 too)",
     )
     p.add_argument(
         "--cores", type=str, default=None, help="CPU cores to pin every run to (default 0,1)"
