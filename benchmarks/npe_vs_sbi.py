@@ -996,7 +996,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--astroprob-weight-decay",
         type=float,
         default=0.0,
-        help="AdamW weight decay for astroprob (0 matches sbi's Adam; astroprob's default is 0 too)",
+        help="AdamW weight decay for astroprob (0 matches sbi's Adam; also astroprob's default)",
     )
     p.add_argument(
         "--cores", type=str, default=None, help="CPU cores to pin every run to (default 0,1)"
