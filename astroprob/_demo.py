@@ -82,8 +82,11 @@ def run_demo(config: DemoConfig) -> dict[str, Path]:
     ax.hist2d(samples[0, :, 0], samples[0, :, 1], bins=120, range=[[-1, 1], [-1, 1]], cmap="Blues")
     truth = np.asarray(task.true_parameters_of(1))
     ax.plot(*truth, "r+", ms=12, label="true θ")
-    ax.set(xlabel=task.parameter_names[0], ylabel=task.parameter_names[1],
-           title="two_moons, observation 1: NPE posterior")
+    ax.set(
+        xlabel=task.parameter_names[0],
+        ylabel=task.parameter_names[1],
+        title="two_moons, observation 1: NPE posterior",
+    )
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(paths["plot"], dpi=120)
