@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from sklearn.model_selection import KFold
 
 from astroprob.diagnostics import _classifier, c2st
 
@@ -123,7 +124,6 @@ def sbibm_c2st_with_sklearn(p, q, seed):
     ],
 )
 def test_agrees_with_sklearn_mlp_classifier(keys, mean_q, scale_q):
-    pytest.importorskip("sklearn")
     p, q = gaussians(keys, mean_q, scale_q=scale_q)
     reference = sbibm_c2st_with_sklearn(p, q, seed=1)
     assert reference > 0.6  # the case is not trivial
@@ -166,9 +166,8 @@ def test_warns_when_training_hits_max_iter(keys):
 
 @pytest.mark.parametrize(("n", "n_folds"), [(2_001, 5), (10, 5), (23, 4), (7, 7)])
 def test_fold_layout_matches_sklearn_kfold(n, n_folds):
-    model_selection = pytest.importorskip("sklearn.model_selection")
     layout = _classifier.fold_layout(n, n_folds)
-    splits = model_selection.KFold(n_splits=n_folds).split(np.arange(n))
+    splits = KFold(n_splits=n_folds).split(np.arange(n))
     for f, (train, test) in enumerate(splits):
         np.testing.assert_array_equal(layout.train_pos[f][layout.train_mask[f]], train)
         np.testing.assert_array_equal(layout.test_pos[f][layout.test_mask[f]], test)
