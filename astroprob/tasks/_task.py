@@ -140,7 +140,7 @@ class Task:
         theta = self.sample_prior(key_prior, n)
         return theta, self.run_simulator(key_sim, theta)
 
-    def observation(self, i: int) -> Float[Array, "..."]:
+    def observation(self, i: int) -> Array:
         """Benchmark observation number ``i`` (1-based, as in sbibm).
 
         Raises:
