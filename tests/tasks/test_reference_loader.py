@@ -97,7 +97,6 @@ def test_wrong_columns_are_rejected(tmp_path):
 _ROOT = shared_reference_root()
 
 
-@pytest.mark.skipif(_ROOT is None, reason="shared sbibm reference posteriors not present")
 @pytest.mark.parametrize("name", ["two_moons", "slcp"])
 def test_shared_reference_samples_lie_in_the_prior(name, monkeypatch):
     monkeypatch.delenv(ENV, raising=False)
