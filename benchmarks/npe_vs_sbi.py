@@ -55,10 +55,12 @@ ASTROPROB_NSF_EXTRA = {"num_hidden_layers": 2}
 SBI_NSF_EXTRA = {"num_blocks": 2}
 ARCHITECTURE_NOTES = {
     "astroprob": (
-        "coupling RQ-spline flow; conditioner: MLP on [theta_identity, x] with "
-        "num_hidden_layers=2 hidden ReLU layers of hidden_features; fixed reverse "
-        "permutations between layers; trained in the unconstrained space of the prior's "
-        "support (numpyro biject_to), z-scored there"
+        "coupling RQ-spline flow (astroprob defaults); conditioner: MLP on [theta_identity, x] "
+        "with num_hidden_layers=2 hidden ReLU layers of hidden_features; a conditional "
+        "elementwise affine layer (MLP + linear map of x) first on the data side; an "
+        "LU-linear layer after each coupling layer and reverse permutations between them; "
+        "trained in the unconstrained space of the prior's support (numpyro biject_to), "
+        "z-scored there"
     ),
     "sbi": (
         "nflows coupling RQ-spline flow (sbi build_nsf); conditioner: nflows ResidualNet "

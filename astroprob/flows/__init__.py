@@ -6,7 +6,8 @@ and ``config``; the bijective flows add ``transform``, ``inverse`` and
 ``sample_and_log_prob``. ``theta`` is expected unconstrained and z-scored.
 
 - `NeuralSplineFlow`: rational-quadratic spline flow, coupling (default) or
-  autoregressive (``autoregressive=True``).
+  autoregressive (``autoregressive=True``); by default a conditional affine
+  layer comes first and learned LU-linear layers mix the dimensions.
 - `MaskedAutoregressiveFlow`: affine MADE flow.
 - `MixtureDensityNetwork`: mixture of full-covariance Gaussians.
 - `make_density` builds any of them from a name in `DENSITY_NAMES`.

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-__all__ = ["SAMPLE_CHUNK_ROWS", "map_rows_in_chunks"]
+__all__ = ["SAMPLE_CHUNK_ROWS", "map_rows_in_chunks", "map_samples_in_chunks"]
 
 SAMPLE_CHUNK_ROWS = 8192
 """Rows per chunk when sampling."""
@@ -54,3 +54,60 @@ def map_rows_in_chunks(
         return o.reshape((num_chunks * chunk_rows,) + o.shape[2:])[:num_rows]
 
     return jax.tree.map(stitch, out)
+
+
+def map_samples_in_chunks(
+    fn: Callable[[Array, Array], Any],
+    noise: Array,
+    context: Array,
+    *,
+    chunk_rows: int = SAMPLE_CHUNK_ROWS,
+) -> Any:
+    """Apply ``fn(noise_block, context_block)`` over chunks of ``(batch, num_samples)`` draws.
+
+    Unlike `map_rows_in_chunks`, the context is never repeated per sample: each
+    call sees ``noise_block`` of shape ``(b, m, dim)`` and ``context_block`` of
+    shape ``(b, 1, context_dim)``, so that networks of the context alone run
+    once per observation. Chunks hold about ``chunk_rows`` draws: whole
+    observations when ``num_samples < chunk_rows``, slices of one observation's
+    draws otherwise.
+
+    Args:
+        fn: maps ``(b, m, dim)`` noise and ``(b, 1, c)`` context to a pytree of
+            arrays with leading dimensions ``(b, m)``; draws must not interact.
+        noise: ``(batch, num_samples, dim)``.
+        context: ``(batch, c)``.
+        chunk_rows: draws per chunk.
+
+    Returns:
+        ``fn(noise, context[:, None])``, computed chunk by chunk. Padding (zeros)
+        is cut off again.
+    """
+    batch, num_samples = noise.shape[:2]
+    context = context[:, None, :]
+    if batch * num_samples <= chunk_rows:
+        return fn(noise, context)
+    if num_samples < chunk_rows:
+        # Whole observations per chunk.
+        per_chunk = chunk_rows // num_samples
+        num_chunks = -(-batch // per_chunk)
+        pad = num_chunks * per_chunk - batch
+
+        def split(a: Array) -> Array:
+            a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
+            return a.reshape((num_chunks, per_chunk) + a.shape[1:])
+
+        out = jax.lax.map(lambda xs: fn(*xs), (split(noise), split(context)))
+        return jax.tree.map(
+            lambda o: o.reshape((num_chunks * per_chunk,) + o.shape[2:])[:batch], out
+        )
+    # Slices of one observation's draws per chunk.
+    per_obs = -(-num_samples // chunk_rows)
+    pad = per_obs * chunk_rows - num_samples
+    noise = jnp.pad(noise, [(0, 0), (0, pad), (0, 0)])
+    noise = noise.reshape(batch * per_obs, 1, chunk_rows, noise.shape[-1])
+    context = jnp.repeat(context, per_obs, axis=0)[:, None]
+    out = jax.lax.map(lambda xs: fn(*xs), (noise, context))
+    return jax.tree.map(
+        lambda o: o.reshape((batch, per_obs * chunk_rows) + o.shape[3:])[:, :num_samples], out
+    )

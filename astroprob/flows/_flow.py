@@ -29,7 +29,7 @@ from astroprob.flows._checks import (
     check_context,
     check_num_samples,
 )
-from astroprob.flows._chunks import map_rows_in_chunks
+from astroprob.flows._chunks import map_samples_in_chunks
 
 __all__ = ["ConditionalFlow", "make_permutations", "standard_normal_logpdf"]
 
@@ -216,18 +216,14 @@ class ConditionalFlow(nnx.Module):
         context = check_context(context, self.context_dim)
         num_samples = check_num_samples(num_samples)
         batch = context.shape[0]
-        z = jax.random.normal(key, (batch * num_samples, self.dim), context.dtype)
-        rows = jnp.repeat(jnp.arange(batch), num_samples)
+        z = jax.random.normal(key, (batch, num_samples, self.dim), context.dtype)
 
-        def draw(z_rows: Array, row_ids: Array) -> tuple[Array, Array]:
-            theta, log_det = self._inverse(z_rows, context[row_ids])
-            return theta, jnp.sum(standard_normal_logpdf(z_rows), axis=-1) - log_det
+        def draw(z_block: Array, context_block: Array) -> tuple[Array, Array]:
+            theta, log_det = self._inverse(z_block, context_block)
+            log_prob = jnp.sum(standard_normal_logpdf(z_block), axis=-1) - log_det
+            return theta, jnp.broadcast_to(log_prob, z_block.shape[:-1])
 
-        theta, log_prob = map_rows_in_chunks(draw, z, rows)
-        return (
-            theta.reshape(batch, num_samples, self.dim),
-            log_prob.reshape(batch, num_samples),
-        )
+        return map_samples_in_chunks(draw, z, context)
 
     def sample(
         self, key: PRNGKeyArray, context: ArrayLike, num_samples: int

@@ -24,7 +24,7 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float
 
-__all__ = ["ACTIVATIONS", "ConditionalMLP", "get_activation"]
+__all__ = ["ACTIVATIONS", "ConditionalMLP", "get_activation", "lecun_normal"]
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "relu": jax.nn.relu,
@@ -47,7 +47,7 @@ def get_activation(name: str) -> Callable[[Array], Array]:
     return ACTIVATIONS[name]
 
 
-def _lecun_normal(key: Array, shape: tuple[int, int], fan_in: int, scale: float = 1.0) -> Array:
+def lecun_normal(key: Array, shape: tuple[int, int], fan_in: int, scale: float = 1.0) -> Array:
     """Truncated normal with variance ``scale / fan_in`` (fan-in given explicitly)."""
     std = np.sqrt(scale / max(fan_in, 1)) / 0.87962566103423978  # truncation correction
     return std * jax.random.truncated_normal(key, -2.0, 2.0, shape, jnp.float32)
@@ -92,20 +92,18 @@ class ConditionalMLP(nnx.Module):
         self.activation = activation
         fan_in = in_features + context_features
         self.input_kernel = (
-            nnx.Param(_lecun_normal(rngs.params(), (in_features, hidden_features), fan_in))
+            nnx.Param(lecun_normal(rngs.params(), (in_features, hidden_features), fan_in))
             if in_features > 0
             else None
         )
         self.context_kernel = nnx.Param(
-            _lecun_normal(rngs.params(), (context_features, hidden_features), fan_in)
+            lecun_normal(rngs.params(), (context_features, hidden_features), fan_in)
         )
         self.input_bias = nnx.Param(jnp.zeros((hidden_features,), jnp.float32))
         self.hidden_kernels = nnx.List(
             [
                 nnx.Param(
-                    _lecun_normal(
-                        rngs.params(), (hidden_features, hidden_features), hidden_features
-                    )
+                    lecun_normal(rngs.params(), (hidden_features, hidden_features), hidden_features)
                 )
                 for _ in range(num_hidden_layers - 1)
             ]
@@ -117,7 +115,7 @@ class ConditionalMLP(nnx.Module):
             ]
         )
         if final_init_scale > 0.0:
-            out_kernel = _lecun_normal(
+            out_kernel = lecun_normal(
                 rngs.params(), (hidden_features, out_features), hidden_features, final_init_scale
             )
         else:

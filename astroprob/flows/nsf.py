@@ -23,13 +23,16 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array
 
+from astroprob.flows._affine import ConditionalAffine
 from astroprob.flows._flow import (
     ConditionalFlow,
     check_positive_int,
     make_permutations,
 )
 from astroprob.flows._layers import ConditionalMLP
+from astroprob.flows._linear import LULinear
 from astroprob.flows._made import MADE
+from astroprob.flows._residual import ResidualConditioner
 from astroprob.flows._splines import (
     SplineKnots,
     num_spline_params,
@@ -39,7 +42,10 @@ from astroprob.flows._splines import (
     split_spline_params,
 )
 
-__all__ = ["NeuralSplineFlow"]
+__all__ = ["CONDITIONERS", "NeuralSplineFlow"]
+
+CONDITIONERS = ("residual", "mlp")
+"""Conditioner networks of the coupling layers (autoregressive layers use a MADE)."""
 
 
 class _SplineSettings(nnx.Module):
@@ -90,19 +96,32 @@ class _SplineCoupling(nnx.Module):
         num_hidden_layers: int,
         activation: str,
         rngs: nnx.Rngs,
+        conditioner: str = "mlp",
     ):
         self.num_identity = dim // 2
         self.num_transformed = dim - self.num_identity
         self.spline = spline
-        self.conditioner = ConditionalMLP(
-            self.num_identity,
-            context_dim,
-            self.num_transformed * num_spline_params(spline.num_bins),
-            hidden_features=hidden_features,
-            num_hidden_layers=num_hidden_layers,
-            activation=activation,
-            rngs=rngs,
-        )
+        out_features = self.num_transformed * num_spline_params(spline.num_bins)
+        if conditioner == "residual":
+            self.conditioner = ResidualConditioner(
+                self.num_identity,
+                context_dim,
+                out_features,
+                hidden_features=hidden_features,
+                num_blocks=num_hidden_layers,
+                activation=activation,
+                rngs=rngs,
+            )
+        else:
+            self.conditioner = ConditionalMLP(
+                self.num_identity,
+                context_dim,
+                out_features,
+                hidden_features=hidden_features,
+                num_hidden_layers=num_hidden_layers,
+                activation=activation,
+                rngs=rngs,
+            )
 
     def _knots(self, x_identity: Array, context: Array) -> SplineKnots:
         return self.spline.knots(self.conditioner(x_identity, context), self.num_transformed)
@@ -167,6 +186,36 @@ class _SplineAutoregressive(nnx.Module):
         return jax.lax.fori_loop(0, self.dim, body, init)
 
 
+class _Block(nnx.Module):
+    """One transform of the flow: optional conditional affine, spline layer, optional mixing.
+
+    Data -> base order: ``affine`` (`ConditionalAffine`), the spline layer,
+    then ``mixing`` (`LULinear`); base -> data runs them backwards.
+    """
+
+    def __init__(
+        self,
+        spline_layer: nnx.Module,
+        *,
+        affine: ConditionalAffine | None,
+        mixing: LULinear | None,
+    ):
+        self.affine = affine
+        self.spline_layer = spline_layer
+        self.mixing = mixing
+
+    def _parts(self) -> list[nnx.Module]:
+        return [m for m in (self.affine, self.spline_layer, self.mixing) if m is not None]
+
+    def __call__(self, x: Array, context: Array, *, inverse: bool) -> tuple[Array, Array]:
+        parts = self._parts()
+        total = jnp.zeros((), x.dtype)
+        for part in reversed(parts) if inverse else parts:
+            x, log_det = part(x, context, inverse=inverse)
+            total = total + log_det
+        return x, total
+
+
 class NeuralSplineFlow(ConditionalFlow):
     """Conditional rational-quadratic neural spline flow ``q(theta | context)``.
 
@@ -190,6 +239,19 @@ class NeuralSplineFlow(ConditionalFlow):
         permutation_seed: numpy seed of the ``"random"`` permutations.
         activation: conditioner activation (``"relu"``, ``"tanh"``, ``"gelu"``,
             ``"silu"``, ``"elu"``).
+        linear_mixing: follow every spline layer with a learned invertible
+            linear map (`LULinear`, starting at the identity), as in Glow and
+            sbi's NSF; ignored when ``dim == 1``.
+        conditional_affine: start (data side) with an elementwise affine map
+            whose shift and scale are predicted from the context
+            (`ConditionalAffine`), so that the splines, which act on
+            ``[-tail_bound, tail_bound]`` only, see a roughly standardised
+            posterior wherever the observation puts it.
+        conditioner: network of the coupling layers: ``"residual"`` (gated
+            residual network, `ResidualConditioner`, with ``num_hidden_layers``
+            residual blocks of two layers each) or ``"mlp"`` (plain MLP with
+            ``num_hidden_layers`` hidden layers). Autoregressive layers always
+            use a MADE.
 
     Raises:
         ValueError: a hyperparameter out of range.
@@ -225,6 +287,9 @@ class NeuralSplineFlow(ConditionalFlow):
         permutation: str = "reverse",
         permutation_seed: int = 0,
         activation: str = "relu",
+        linear_mixing: bool = True,
+        conditional_affine: bool = True,
+        conditioner: str = "mlp",
     ):
         self._init_dims(dim, context_dim)
         num_transforms = check_positive_int(num_transforms, "num_transforms")
@@ -251,6 +316,9 @@ class NeuralSplineFlow(ConditionalFlow):
             "permutation": str(permutation),
             "permutation_seed": int(permutation_seed),
             "activation": str(activation),
+            "linear_mixing": bool(linear_mixing),
+            "conditional_affine": bool(conditional_affine),
+            "conditioner": str(conditioner),
         }
         # Static module attributes must be hashable (nnx graph definitions are).
         self._config = tuple(config.items())
@@ -264,10 +332,11 @@ class NeuralSplineFlow(ConditionalFlow):
             float(min_bin_height),
             float(min_derivative),
         )
-        layer_cls = _SplineAutoregressive if autoregressive else _SplineCoupling
-        self.layers = nnx.List(
-            [
-                layer_cls(
+        if conditioner not in CONDITIONERS:
+            raise ValueError(f"conditioner: expected one of {CONDITIONERS}; got {conditioner!r}")
+        if autoregressive:
+            layers = [
+                _SplineAutoregressive(
                     self.dim,
                     self.context_dim,
                     spline,
@@ -278,7 +347,37 @@ class NeuralSplineFlow(ConditionalFlow):
                 )
                 for _ in range(num_transforms)
             ]
-        )
+        else:
+            layers = [
+                _SplineCoupling(
+                    self.dim,
+                    self.context_dim,
+                    spline,
+                    hidden_features=hidden_features,
+                    num_hidden_layers=num_hidden_layers,
+                    activation=activation,
+                    rngs=rngs,
+                    conditioner=conditioner,
+                )
+                for _ in range(num_transforms)
+            ]
+        mixing = linear_mixing and self.dim > 1
+        blocks = []
+        for i, layer in enumerate(layers):
+            affine = None
+            if i == 0 and conditional_affine:
+                affine = ConditionalAffine(
+                    self.dim,
+                    self.context_dim,
+                    hidden_features=hidden_features,
+                    num_hidden_layers=num_hidden_layers,
+                    activation=activation,
+                    rngs=rngs,
+                )
+            blocks.append(
+                _Block(layer, affine=affine, mixing=LULinear(self.dim) if mixing else None)
+            )
+        self.layers = nnx.List(blocks)
 
     @property
     def config(self) -> dict[str, Any]:

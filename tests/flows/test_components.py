@@ -9,9 +9,12 @@ import pytest
 from flax import nnx
 
 import astroprob.flows._flow as flow_module
-from astroprob.flows import MaskedAutoregressiveFlow
-from astroprob.flows._chunks import map_rows_in_chunks
+from astroprob.flows import NeuralSplineFlow
+from astroprob.flows._affine import ConditionalAffine
+from astroprob.flows._chunks import map_rows_in_chunks, map_samples_in_chunks
+from astroprob.flows._linear import LULinear
 from astroprob.flows._made import MADE, made_masks
+from astroprob.flows._residual import ResidualConditioner
 from astroprob.flows._splines import (
     rq_knots,
     rq_spline_forward,
@@ -227,7 +230,7 @@ def test_map_rows_in_chunks_matches_direct_call():
 
 def test_sampling_is_independent_of_chunking_and_runs_under_nnx_jit(monkeypatch):
     """Chunked and one-piece sampling draw the same samples (same base noise)."""
-    flow = MaskedAutoregressiveFlow(2, 2, rngs=nnx.Rngs(0), num_transforms=1, hidden_features=4)
+    flow = NeuralSplineFlow(2, 2, rngs=nnx.Rngs(0), num_transforms=2, hidden_features=4)
     # Move away from the identity so that a wrong context row would show.
     params = nnx.state(flow, nnx.Param)
     nnx.update(
@@ -236,16 +239,103 @@ def test_sampling_is_independent_of_chunking_and_runs_under_nnx_jit(monkeypatch)
     context = jnp.array([[0.1, 0.2], [-0.3, 0.4], [1.0, -1.0]])
     sample = nnx.jit(lambda f, k, c: f.sample_and_log_prob(k, c, 7))
     whole = sample(flow, jax.random.key(0), context)
-    monkeypatch.setattr(
-        flow_module,
-        "map_rows_in_chunks",
-        functools.partial(map_rows_in_chunks, chunk_rows=4),
-    )
-    sample_chunked = nnx.jit(lambda f, k, c: f.sample_and_log_prob(k, c, 7))
-    chunked = sample_chunked(flow, jax.random.key(0), context)
-    for a, b in zip(whole, chunked, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    # chunk_rows=4: slices of one observation's 7 draws; 16: two observations per chunk.
+    for chunk_rows in (4, 16):
+        monkeypatch.setattr(
+            flow_module,
+            "map_samples_in_chunks",
+            functools.partial(map_samples_in_chunks, chunk_rows=chunk_rows),
+        )
+        sample_chunked = nnx.jit(lambda f, k, c: f.sample_and_log_prob(k, c, 7))
+        chunked = sample_chunked(flow, jax.random.key(0), context)
+        for a, b in zip(whole, chunked, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-5)
     assert whole[0].shape == (3, 7, 2)
     # The context matters: a different context gives different samples from the same noise.
     other = sample(flow, jax.random.key(0), context[::-1])
     assert not np.allclose(other[0][0], whole[0][0])
+
+
+# --------------------------------------------------------------------------- flow building blocks
+
+
+def _perturbed(module, seed, scale=0.3):
+    """Push every parameter of ``module`` away from its initialisation."""
+    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    leaves = [p + scale * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys, strict=True)]
+    return nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves), rest)
+
+
+def test_lu_linear_is_an_invertible_linear_map_with_the_right_log_det():
+    layer = _perturbed(LULinear(4), 1)
+    x = jax.random.normal(jax.random.key(2), (7, 4))
+    y, log_det = layer(x, None, inverse=False)
+    matrix = np.asarray(layer.matrix(), np.float64)
+    np.testing.assert_allclose(y, x @ matrix.T + np.asarray(layer.bias[...]), rtol=1e-5, atol=1e-5)
+    sign, logabs = np.linalg.slogdet(matrix)
+    assert sign > 0
+    np.testing.assert_allclose(log_det, logabs, rtol=1e-5)
+    back, inverse_log_det = layer(y, None, inverse=True)
+    np.testing.assert_allclose(back, x, atol=1e-4)
+    np.testing.assert_allclose(inverse_log_det, -logabs, rtol=1e-5)
+
+
+def test_lu_linear_starts_at_the_identity():
+    layer = LULinear(3)
+    np.testing.assert_allclose(layer.matrix(), np.eye(3), atol=1e-6)
+    assert float(layer.log_abs_det()) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_conditional_affine_round_trip_jacobian_and_broadcasting():
+    layer = _perturbed(
+        ConditionalAffine(
+            3, 2, hidden_features=8, num_hidden_layers=1, activation="tanh", rngs=nnx.Rngs(0)
+        ),
+        3,
+    )
+    context = jax.random.normal(jax.random.key(4), (5, 2))
+    x = jax.random.normal(jax.random.key(5), (5, 3))
+    y, log_det = layer(x, context, inverse=False)
+    jacobians = jax.vmap(jax.jacobian(lambda xi, ci: layer(xi, ci, inverse=False)[0]))(x, context)
+    np.testing.assert_allclose(log_det, np.linalg.slogdet(np.asarray(jacobians))[1], rtol=1e-5)
+    back, inverse_log_det = layer(y, context, inverse=True)
+    np.testing.assert_allclose(back, x, atol=1e-5)
+    np.testing.assert_allclose(inverse_log_det, -log_det, rtol=1e-6)
+    # Many rows per context row: (5, 4, 3) against (5, 1, 2) equals explicit repetition.
+    many = jax.random.normal(jax.random.key(6), (5, 4, 3))
+    y_many, ld_many = layer(many, context[:, None, :], inverse=False)
+    y_rep, ld_rep = layer(many.reshape(20, 3), jnp.repeat(context, 4, axis=0), inverse=False)
+    np.testing.assert_allclose(y_many.reshape(20, 3), y_rep, rtol=1e-6)
+    np.testing.assert_allclose(np.broadcast_to(ld_many, (5, 4)).reshape(20), ld_rep, rtol=1e-6)
+
+
+@pytest.mark.parametrize("in_features", [0, 3])
+def test_residual_conditioner_broadcasts_and_starts_at_zero(in_features):
+    net = ResidualConditioner(
+        in_features, 2, 5, hidden_features=8, num_blocks=2, activation="relu", rngs=nnx.Rngs(0)
+    )
+    context = jax.random.normal(jax.random.key(7), (4, 1, 2))
+    x = jax.random.normal(jax.random.key(8), (4, 6, in_features))
+    np.testing.assert_array_equal(net(x, context), 0.0)
+    net = _perturbed(net, 9)
+    out = net(x, context)
+    assert out.shape == ((4, 6, 5) if in_features else (4, 1, 5))
+    rows = net(x.reshape(24, in_features), jnp.repeat(context[:, 0], 6, axis=0))
+    np.testing.assert_allclose(
+        np.broadcast_to(out, (4, 6, 5)).reshape(24, 5), rows, rtol=2e-5, atol=1e-6
+    )
+    # The context gates matter: a different context changes the output.
+    assert not np.allclose(net(x, context + 1.0), out)
+
+
+def test_residual_conditioner_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="num_hidden_layers"):
+        ResidualConditioner(
+            1, 1, 1, hidden_features=4, num_blocks=0, activation="relu", rngs=nnx.Rngs(0)
+        )
+    with pytest.raises(ValueError, match="activation"):
+        ResidualConditioner(
+            1, 1, 1, hidden_features=4, num_blocks=1, activation="nope", rngs=nnx.Rngs(0)
+        )

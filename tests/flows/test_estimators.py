@@ -36,6 +36,17 @@ CASES = {
     "nsf-d3-random": lambda r: NeuralSplineFlow(
         3, CONTEXT_DIM, rngs=r, num_transforms=2, permutation="random", num_bins=6, **SMALL
     ),
+    # The plain-MLP coupling flow, without the affine layer and the LU mixing.
+    "nsf-d2-plain": lambda r: NeuralSplineFlow(
+        2,
+        CONTEXT_DIM,
+        rngs=r,
+        num_transforms=2,
+        conditioner="mlp",
+        conditional_affine=False,
+        linear_mixing=False,
+        **SMALL,
+    ),
     "nsf_ar-d1": lambda r: NeuralSplineFlow(
         1, CONTEXT_DIM, rngs=r, num_transforms=1, autoregressive=True, **SMALL
     ),
