@@ -37,6 +37,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.msgpack"
 FORMAT = "astroprob-npe"
 FORMAT_VERSION = 1
+X_SCALINGS = ("auto", "per_feature", "global", "none")
 
 
 class NPE:
@@ -50,6 +51,12 @@ class NPE:
         embedding: optional Flax NNX module mapping z-scored data
             ``(batch, *observation_shape)`` to ``(batch, features)``, trained
             jointly with the density; ``None`` flattens the data.
+        x_scaling: how the data are z-scored before the embedding:
+            ``"per_feature"`` (a mean and std per entry), ``"global"`` (one
+            mean and std for all entries, right for images whose pixels share
+            units), ``"none"`` (the embedding sees raw data, e.g. light curves
+            whose channels mix times, fluxes and a mask), or ``"auto"``
+            (default: per feature for flat observations, global otherwise).
         **density_options: hyperparameters of the density estimator, e.g.
             ``hidden_features=50, num_transforms=5`` (see `astroprob.flows`).
 
@@ -69,8 +76,11 @@ class NPE:
         density: str = "nsf",
         *,
         embedding: nnx.Module | None = None,
+        x_scaling: str = "auto",
         **density_options: Any,
     ):
+        if x_scaling not in X_SCALINGS:
+            raise ValueError(f"x_scaling: expected one of {X_SCALINGS}; got {x_scaling!r}")
         if not isinstance(task, Task):
             raise TypeError(f"task: expected an astroprob Task; got {type(task).__name__}")
         if density not in DENSITY_NAMES:
@@ -82,6 +92,7 @@ class NPE:
         self.task = task
         self.density = density
         self.density_options = dict(density_options)
+        self.x_scaling = x_scaling
         # Keep a pristine copy so that every fit starts from the same embedding weights.
         self._embedding = None if embedding is None else nnx.clone(embedding)
         self._bijection = SupportBijection(task.prior)
@@ -130,7 +141,14 @@ class NPE:
         )
         u_train, x_train = u[train_idx], x[train_idx]
         theta_shift, theta_scale = data_statistics(u_train, per_feature=True)
-        x_shift, x_scale = data_statistics(x_train, per_feature=x.ndim == 2)
+        scaling = self.x_scaling
+        if scaling == "auto":
+            scaling = "per_feature" if x.ndim == 2 else "global"
+        if scaling == "none":
+            x_shift, x_scale = jnp.zeros(()), jnp.ones(())
+        else:
+            x_shift, x_scale = data_statistics(x_train, per_feature=scaling == "per_feature")
+        self._fitted_x_scaling = scaling
 
         embedding = None if self._embedding is None else nnx.clone(self._embedding)
         density = make_density(
@@ -264,7 +282,7 @@ class NPE:
             "density": self.density,
             "density_config": self._network.density.config,
             "embedding": None if embedding is None else _qualified_name(embedding),
-            "x_scaling": "per_feature" if self._network.x_shift.shape else "global",
+            "x_scaling": self._fitted_x_scaling,
             "training": None if self.training_config is None else self.training_config.to_dict(),
             "history": None if self.history is None else self.history.to_dict(),
             "weights_sha256": _checkpoint.sha256(blob),
@@ -339,7 +357,8 @@ class NPE:
                 f"{weights_path}: checksum does not match {config_path}; the directory mixes "
                 "files from different runs or the weights are corrupted"
             )
-        npe = cls(task, config["density"], embedding=embedding)
+        npe = cls(task, config["density"], embedding=embedding, x_scaling=config["x_scaling"])
+        npe._fitted_x_scaling = config["x_scaling"]
         obs_shape = task.observation_shape
         stat_shape = obs_shape if config["x_scaling"] == "per_feature" else ()
         embedding = None if embedding is None else nnx.clone(embedding)

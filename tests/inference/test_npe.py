@@ -330,3 +330,31 @@ def test_builtin_task_reloads_by_name(tmp_path):
     np.testing.assert_array_equal(
         npe.posterior(x[:3]).log_prob(theta[:3]), loaded.posterior(x[:3]).log_prob(theta[:3])
     )
+
+
+@pytest.mark.parametrize("x_scaling", ["none", "global", "per_feature"])
+def test_x_scaling_choices_apply_and_survive_save_load(x_scaling, tmp_path):
+    task = ap.tasks.get("gaussian_linear")
+    theta, x = task.simulate(jax.random.key(0), 200)
+    x = x * 100.0 + 5.0
+    npe = NPE(task, "mdn", num_components=1, hidden_features=8, x_scaling=x_scaling)
+    npe.fit(jax.random.key(1), theta, x, max_epochs=1, progress_bar=False)
+    shift, scale = np.asarray(npe.network.x_shift[...]), np.asarray(npe.network.x_scale[...])
+    if x_scaling == "none":
+        assert shift.shape == scale.shape == ()
+        assert float(shift) == 0.0 and float(scale) == 1.0
+    elif x_scaling == "global":
+        assert shift.shape == ()
+        assert float(scale) == pytest.approx(float(np.std(np.asarray(x))), rel=0.1)
+    else:
+        assert shift.shape == (10,)
+    npe.save(tmp_path / "r")
+    loaded = NPE.load(tmp_path / "r")
+    np.testing.assert_array_equal(
+        npe.posterior(x[:3]).log_prob(theta[:3]), loaded.posterior(x[:3]).log_prob(theta[:3])
+    )
+
+
+def test_unknown_x_scaling_is_rejected():
+    with pytest.raises(ValueError, match="x_scaling"):
+        NPE(ap.tasks.get("two_moons"), x_scaling="minmax")
