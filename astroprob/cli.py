@@ -21,6 +21,21 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-epochs", type=int, default=1000)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    cal = sub.add_parser(
+        "calibrate", help="calibration report (SBC, HPD coverage, TARP) of a saved estimator"
+    )
+    cal.add_argument("run_dir", type=Path, help="directory written by NPE.save")
+    cal.add_argument("--out", type=Path, default=Path("report.html"), help="HTML report")
+    cal.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
+    cal.add_argument("--num-simulations", type=int, default=1000, help="held-out simulations")
+    cal.add_argument("--num-samples", type=int, default=1000, help="posterior samples each")
+    cal.add_argument("--alpha", type=float, default=0.05, help="family-wise level")
+    cal.add_argument("--seed", type=int, default=0, help="seed of the test simulations")
+    cal.add_argument(
+        "--observations",
+        action="store_true",
+        help="also run posterior predictive checks on the task's stored observations",
+    )
     return parser
 
 
@@ -39,6 +54,21 @@ def main(argv: list[str] | None = None) -> int:
                     seed=args.seed,
                     max_epochs=args.max_epochs,
                     progress_bar=not args.no_progress,
+                )
+            )
+        elif args.command == "calibrate":
+            from astroprob.report._command import CalibrateConfig, run_calibrate
+
+            run_calibrate(
+                CalibrateConfig(
+                    run_dir=args.run_dir,
+                    out=args.out,
+                    json=args.json,
+                    num_simulations=args.num_simulations,
+                    num_samples=args.num_samples,
+                    alpha=args.alpha,
+                    seed=args.seed,
+                    observations=args.observations,
                 )
             )
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:

@@ -16,9 +16,13 @@ from astroprob.tasks import bernoulli_glm, gaussian_linear, gaussian_mixture, sl
 from astroprob.tasks._reference import reference_posterior_samples
 from astroprob.tasks._registry import get, names
 from astroprob.tasks._task import Simulator, Task
+from astroprob.tasks.sersic import SersicGalaxy
+from astroprob.tasks.supernova import SupernovaLightCurves
 
 __all__ = [
+    "SersicGalaxy",
     "Simulator",
+    "SupernovaLightCurves",
     "Task",
     "bernoulli_glm",
     "gaussian_linear",

@@ -1,5 +1,6 @@
 """Examples and the command line never rot: run them with tiny settings."""
 
+import json
 import runpy
 import sys
 from pathlib import Path
@@ -55,4 +56,47 @@ def test_cli_reports_errors_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 1
     assert err.startswith("astroprob demo: error: n: expected a positive integer")
+    assert "Traceback" not in err
+
+
+def test_calibration_report_example_and_calibrate_command(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "calibration"
+    args = ["--out", str(out), "--num-simulations", "300", "--max-epochs", "2"]
+    args += ["--n", "100", "--num-samples", "100", "--num-predictive", "100"]
+    monkeypatch.setattr(sys, "argv", ["calibration_report.py", *args])
+    runpy.run_path(str(EXAMPLES / "calibration_report.py"), run_name="__main__")
+    printed = capsys.readouterr().out
+    assert "trained on 300 simulations" in printed
+    assert "OVERALL:" in printed
+    assert "theta_1" in printed
+    for name in ("report.html", "report.json", "run/config.json"):
+        assert (out / name).is_file(), name
+    # The saved run records its task, so the command rebuilds it and calibrates again.
+    html_path, json_path = tmp_path / "cli.html", tmp_path / "cli.json"
+    status = cli.main(
+        [
+            "calibrate",
+            str(out / "run"),
+            "--out",
+            str(html_path),
+            "--json",
+            str(json_path),
+            "--num-simulations",
+            "100",
+            "--num-samples",
+            "100",
+        ]
+    )
+    assert status == 0
+    assert "data:image/png;base64," in html_path.read_text()
+    assert json.loads(json_path.read_text())["task"] == "two_moons"
+    assert f"wrote {html_path}" in capsys.readouterr().out
+
+
+def test_calibrate_command_reports_a_missing_run_in_one_line(tmp_path, capsys):
+    status = cli.main(["calibrate", str(tmp_path / "nothing"), "--out", str(tmp_path / "r.html")])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.startswith("astroprob calibrate: error:")
+    assert "config.json" in err
     assert "Traceback" not in err

@@ -342,7 +342,8 @@ def test_x_scaling_choices_apply_and_survive_save_load(x_scaling, tmp_path):
     shift, scale = np.asarray(npe.network.x_shift[...]), np.asarray(npe.network.x_scale[...])
     if x_scaling == "none":
         assert shift.shape == scale.shape == ()
-        assert float(shift) == 0.0 and float(scale) == 1.0
+        assert float(shift) == 0.0
+        assert float(scale) == 1.0
     elif x_scaling == "global":
         assert shift.shape == ()
         assert float(scale) == pytest.approx(float(np.std(np.asarray(x))), rel=0.1)

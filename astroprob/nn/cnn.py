@@ -1,0 +1,156 @@
+"""A plain convolutional embedding network for images, e.g. galaxy stamps.
+
+`ConvEmbedding` maps images ``(batch, height, width)`` (or with a trailing
+channel axis) to summary features ``(batch, features)``, the interface
+`astroprob.NPE` expects of ``embedding=``. Each stage is ``convs_per_stage``
+3×3 convolutions with GELU activations and a 2×2 average pooling; the last
+feature map is flattened, so the summary keeps where things are in the stamp (a
+centroid, an orientation), and a two-layer MLP maps it to the features. The
+defaults are small enough to train on a few thousand 32×32 stamps in minutes
+on a laptop CPU.
+
+It is not equivariant to rotations; for that see the equivariant networks.
+
+The 3×3 convolutions are written as a patch matrix times a kernel (im2col)
+rather than with ``lax.conv``: NPE trains inside one compiled ``lax.scan`` over
+minibatches, and on CPU XLA runs ``lax.conv`` inside such a loop about ten
+times slower than the same convolution as a matrix product (measured with
+jax 0.10: 11.6 s against 1.2 s per epoch of 1,800 32×32 stamps).
+
+References:
+    LeCun et al. (1998), "Gradient-based learning applied to document recognition".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jaxtyping import Array, Float
+
+__all__ = ["ConvEmbedding"]
+
+_Images = Float[Array, "batch *image"]
+
+
+class _Conv3x3(nnx.Module):
+    """3×3 convolution, "same" padding, stride 1, as patches @ kernel."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, rngs: nnx.Rngs):
+        init = nnx.initializers.lecun_normal()
+        self.kernel = nnx.Param(init(rngs.params(), (9 * in_channels, out_channels)))
+        self.bias = nnx.Param(jnp.zeros((out_channels,)))
+
+    def __call__(self, x: Float[Array, "batch h w c"]) -> Float[Array, "batch h w d"]:
+        height, width = x.shape[1], x.shape[2]
+        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        patches = jnp.concatenate(
+            [padded[:, i : i + height, j : j + width, :] for i in range(3) for j in range(3)],
+            axis=-1,
+        )
+        return patches @ self.kernel[...] + self.bias[...]
+
+
+def _avg_pool_2x2(x: Float[Array, "batch h w c"]) -> Float[Array, "batch h2 w2 c"]:
+    batch, height, width, channels = x.shape
+    x = x[:, : 2 * (height // 2), : 2 * (width // 2), :]
+    return x.reshape(batch, height // 2, 2, width // 2, 2, channels).mean(axis=(2, 4))
+
+
+class ConvEmbedding(nnx.Module):
+    """CNN: ``(batch, height, width[, channels]) -> (batch, features)``.
+
+    Args:
+        image_shape: ``(height, width)`` of the input images.
+        features: number of output features.
+        channels: channels of each stage; the image is halved after each.
+        convs_per_stage: convolutions in each stage.
+        hidden: width of the hidden layer of the final MLP.
+        in_channels: channels of the input (1 for a ``(batch, height, width)`` input).
+        rngs: Flax random-number streams for the initial weights.
+
+    Raises:
+        ValueError: if the image is too small for the number of stages, or a
+            size is not a positive integer.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> net = ConvEmbedding((32, 32), features=8, channels=(4, 8), rngs=nnx.Rngs(0))
+        >>> net(jnp.zeros((2, 32, 32))).shape
+        (2, 8)
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int],
+        *,
+        features: int = 32,
+        channels: Sequence[int] = (8, 16, 32),
+        convs_per_stage: int = 1,
+        hidden: int = 128,
+        in_channels: int = 1,
+        rngs: nnx.Rngs,
+    ):
+        image_shape = tuple(image_shape)
+        channels = tuple(channels)
+        sizes = {
+            "features": features,
+            "convs_per_stage": convs_per_stage,
+            "hidden": hidden,
+            "in_channels": in_channels,
+        }
+        for name, value in sizes.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive integer; got {value!r}")
+        if not channels or not all(isinstance(c, int) and c >= 1 for c in channels):
+            raise ValueError(f"channels: expected positive integers; got {channels!r}")
+        if len(image_shape) != 2 or not all(isinstance(s, int) and s >= 1 for s in image_shape):
+            raise ValueError(f"image_shape: expected (height, width); got {image_shape!r}")
+        height, width = image_shape
+        for _ in channels:
+            height, width = height // 2, width // 2
+        if height < 1 or width < 1:
+            raise ValueError(
+                f"image_shape: {image_shape} is too small for {len(channels)} halvings; "
+                f"expected at least {2 ** len(channels)} pixels a side"
+            )
+        self.image_shape = image_shape
+        self.in_channels = in_channels
+        self.convs_per_stage = convs_per_stage
+        self.convs = nnx.List()
+        previous = in_channels
+        for c in channels:
+            for _ in range(convs_per_stage):
+                self.convs.append(_Conv3x3(previous, c, rngs=rngs))
+                previous = c
+        flat = height * width * previous
+        self.dense = nnx.Linear(flat, hidden, rngs=rngs)
+        self.out = nnx.Linear(hidden, features, rngs=rngs)
+        self.num_features = features
+
+    def __call__(self, x: _Images) -> Float[Array, "batch features"]:
+        """Embed a batch of images.
+
+        Args:
+            x: ``(batch, height, width)`` or ``(batch, height, width, in_channels)``.
+
+        Returns:
+            Features ``(batch, features)``.
+        """
+        if x.ndim == 3:
+            x = x[..., None]
+        if x.shape[1:] != (*self.image_shape, self.in_channels):
+            raise ValueError(
+                f"x: expected (batch, {self.image_shape[0]}, {self.image_shape[1]}"
+                f"{', ' + str(self.in_channels) if self.in_channels > 1 else ''}); got {x.shape}"
+            )
+        for i, conv in enumerate(self.convs):
+            x = jax.nn.gelu(conv(x))
+            if (i + 1) % self.convs_per_stage == 0:
+                x = _avg_pool_2x2(x)
+        x = x.reshape(x.shape[0], math.prod(x.shape[1:]))
+        return self.out(jax.nn.gelu(self.dense(x)))
