@@ -4,10 +4,12 @@ import logging
 from pathlib import Path
 
 import astropy.units as u
+import galsim
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from astropy.io import fits
 
 from astroprob.tasks.sersic import GaussianPSF, ImagePSF, MoffatPSF, SersicGalaxy
 
@@ -150,7 +152,6 @@ def test_narrow_psf_gets_more_aliases_and_a_point_like_psf_is_refused():
 
 
 def test_moffat_transform_matches_galsim():
-    galsim = pytest.importorskip("galsim")
     for beta in (1.5, 2.5, 4.8):
         ours = MoffatPSF(0.4 * u.arcsec, beta=beta)
         ref = galsim.Moffat(beta=beta, fwhm=0.4)
@@ -175,7 +176,6 @@ def _relative_l1(ours, ref, theta):
 
 
 def test_matches_galsim_on_prior_draws(task):
-    galsim = pytest.importorskip("galsim")
     theta = np.asarray(task.sample_prior(jax.random.key(2024), 24))
     ref = _galsim_images(galsim, theta, galsim.Moffat(beta=3.0, fwhm=0.2), (48, 48), 0.1)
     err = _relative_l1(task.render(theta), ref, theta)
@@ -187,7 +187,6 @@ def test_matches_galsim_on_prior_draws(task):
     ("shape", "psf_kind"), [((32, 48), "gaussian"), ((33, 33), "moffat")], ids=["rect", "odd"]
 )
 def test_matches_galsim_for_other_shapes_and_psfs(shape, psf_kind):
-    galsim = pytest.importorskip("galsim")
     if psf_kind == "gaussian":
         psf, ref_psf = GaussianPSF(0.25 * u.arcsec), galsim.Gaussian(fwhm=0.25)
     else:
@@ -201,11 +200,8 @@ def test_matches_galsim_for_other_shapes_and_psfs(shape, psf_kind):
 
 
 def test_matches_galsim_with_a_real_cosmos_psf_image():
-    galsim = pytest.importorskip("galsim")
-    fits = pytest.importorskip("astropy.io.fits")
     path = DATA / "real_galaxy_PSF_images.fits"
-    if not path.is_file():
-        pytest.skip(f"{path} not available")
+    assert path.is_file(), f"{path} is missing: the shared data must be next to the repository"
     psf_image = fits.getdata(path, 0).astype(np.float64)
     ref_psf = galsim.InterpolatedImage(galsim.Image(psf_image / psf_image.sum(), scale=0.03))
     task = SersicGalaxy(stamp_size=48, psf=ImagePSF(psf_image, 0.03 * u.arcsec))
@@ -221,7 +217,6 @@ def test_matches_galsim_with_a_real_cosmos_psf_image():
 @pytest.mark.slow
 @pytest.mark.parametrize("psf_kind", ["moffat", "gaussian"])
 def test_matches_galsim_on_200_prior_draws(psf_kind):
-    galsim = pytest.importorskip("galsim")
     if psf_kind == "moffat":
         task = SersicGalaxy()
         ref_psf = galsim.Moffat(beta=3.0, fwhm=0.2)

@@ -307,8 +307,7 @@ def test_reference_posterior_rejects_bad_images(task):
 
 
 def test_shipped_prior_constants_rederive_from_the_shared_data():
-    if not DATA.is_dir():
-        pytest.skip(f"{DATA} not available")
+    assert DATA.is_dir(), f"{DATA} is missing: the shared data must be next to the repository"
     script = ROOT / "benchmarks" / "derive_sersic_prior.py"
     result = subprocess.run(
         [sys.executable, str(script), "--check", "--data", str(DATA)],
