@@ -13,7 +13,11 @@ from astroprob.io import cutout, read_fits_image, read_real_galaxy_catalog
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "galsim_cosmos_example"
 REAL = DATA / "tests_real_comparison"
 
-needs_data = pytest.mark.skipif(not REAL.is_dir(), reason=f"{REAL} not available")
+
+@pytest.fixture
+def real_data():
+    """The shared COSMOS/AEGIS stamps; missing data fails the test instead of skipping it."""
+    assert REAL.is_dir(), f"{REAL} is missing: the shared data must be next to the repository"
 
 
 def _moments_angle(image, noise_sigma):
@@ -27,7 +31,7 @@ def _moments_angle(image, noise_sigma):
     return np.degrees(0.5 * np.arctan2(2 * ixy, ixx - iyy))
 
 
-@needs_data
+@pytest.mark.usefixtures("real_data")
 def test_real_cosmos_stamp_reads_in_the_simulator_convention():
     image = read_fits_image(REAL / "test_images.fits", 0)
     raw = fits.getdata(REAL / "test_images.fits", 0)
@@ -46,7 +50,7 @@ def test_real_cosmos_stamp_reads_in_the_simulator_convention():
     assert abs(angle + phi) > 150  # the mirrored convention would give -83°
 
 
-@needs_data
+@pytest.mark.usefixtures("real_data")
 def test_real_galaxy_catalogues_load_all_stamps():
     cosmos = read_real_galaxy_catalog(REAL / "test_catalog.fits")
     assert [s.ident for s in cosmos] == [100533, 100533]

@@ -13,7 +13,11 @@ from astroprob.tasks.sersic import ImagePSF, SersicGalaxy
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "galsim_cosmos_example"
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} not available")
+
+@pytest.fixture(autouse=True)
+def _shared_data():
+    """Missing shared data fails these tests instead of skipping them."""
+    assert DATA.is_dir(), f"{DATA} is missing: the shared data must be next to the repository"
 
 
 def test_catalogue_fit_reproduces_the_real_cosmos_image():
