@@ -27,6 +27,12 @@ from tqdm.auto import tqdm
 LossFn = Callable[[nnx.Module, tuple[Array, ...]], Array]
 """``loss_fn(model, batch) -> per-example losses (batch,)``."""
 
+CheckpointFn = Callable[["LoopState"], None]
+"""``checkpoint(state)``: called after every epoch, e.g. to save it for ``--resume``."""
+
+ResumeFn = Callable[["LoopState"], "LoopState | None"]
+"""``resume(initial) -> saved state or None``: called once before the first epoch."""
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -113,6 +119,72 @@ class TrainingHistory:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+@dataclass
+class LoopState:
+    """Where training stands after ``epoch`` completed epochs: enough to resume it exactly.
+
+    A run resumed from the state of epoch k continues with the same minibatch
+    orders, and so gives the same weights as the run that was never stopped.
+
+    Attributes:
+        epoch: number of completed epochs.
+        key: PRNG key for the minibatch orders of the following epochs.
+        params: trained parameters (a pytree of arrays).
+        opt_state: optimizer state.
+        best_params: parameters of the best validation epoch so far.
+        best_loss: best validation loss so far (``inf`` before the first epoch).
+        since_best: epochs since the best one.
+        history: the history so far.
+    """
+
+    epoch: int
+    key: PRNGKeyArray
+    params: Any
+    opt_state: Any
+    best_params: Any
+    best_loss: float
+    since_best: int
+    history: TrainingHistory
+
+    def arrays(self) -> dict[str, Any]:
+        """The array part as one pytree (the key as its raw ``uint32`` data)."""
+        return {
+            "key": jax.random.key_data(self.key),
+            "params": self.params,
+            "opt_state": self.opt_state,
+            "best_params": self.best_params,
+        }
+
+    def scalars(self) -> dict[str, Any]:
+        """The JSON-serialisable part."""
+        return {
+            "epoch": self.epoch,
+            "best_loss": self.best_loss,
+            "since_best": self.since_best,
+            "history": self.history.to_dict(),
+        }
+
+    def restored(self, arrays: dict[str, Any], scalars: dict[str, Any]) -> LoopState:
+        """A state of the same structure as ``self`` holding saved ``arrays`` and ``scalars``.
+
+        Args:
+            arrays: a pytree shaped like ``self.arrays()``.
+            scalars: a dict like ``self.scalars()``.
+        """
+        return LoopState(
+            epoch=int(scalars["epoch"]),
+            key=jax.random.wrap_key_data(
+                jnp.asarray(arrays["key"]), impl=jax.random.key_impl(self.key)
+            ),
+            params=jax.tree.map(jnp.asarray, arrays["params"]),
+            opt_state=jax.tree.map(jnp.asarray, arrays["opt_state"]),
+            best_params=jax.tree.map(jnp.asarray, arrays["best_params"]),
+            best_loss=float(scalars["best_loss"]),
+            since_best=int(scalars["since_best"]),
+            history=TrainingHistory.from_dict(scalars["history"]),
+        )
+
+
 def split_train_validation(
     key: PRNGKeyArray, n: int, validation_fraction: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -148,6 +220,8 @@ def train(
     config: TrainingConfig,
     *,
     description: str = "training",
+    checkpoint: CheckpointFn | None = None,
+    resume: ResumeFn | None = None,
 ) -> TrainingHistory:
     """Train ``model`` in place on minibatches; keep the weights of the best validation epoch.
 
@@ -160,6 +234,11 @@ def train(
         validation_data: arrays like ``train_data``.
         config: loop options.
         description: label of the progress bar.
+        checkpoint: called with the `LoopState` after every epoch (before the
+            next epoch reuses its buffers, so save or copy it right away).
+        resume: called once with the initial `LoopState` (a template of the
+            structure); returns a saved state to continue from, or ``None``
+            to start afresh.
 
     Returns:
         The training history; ``model`` holds the best weights afterwards.
@@ -220,12 +299,25 @@ def train(
     val_fn = jax.jit(validation_loss).lower(params, validation_data).compile()
     history.compile_time_s = time.perf_counter() - t0
 
-    best_loss, best_params, since_best = math.inf, params, 0
+    state = LoopState(0, key, params, opt_state, params, math.inf, 0, history)
+    if resume is not None:
+        state = resume(state) or state
+        state.history.compile_time_s = history.compile_time_s
+    history = state.history
+    key, params, opt_state = state.key, state.params, state.opt_state
+    best_loss, best_params, since_best = state.best_loss, state.best_params, state.since_best
+    finished = since_best >= config.patience or state.epoch >= config.max_epochs
+
     t0 = time.perf_counter()
     bar = tqdm(
-        range(config.max_epochs), desc=description, disable=not config.progress_bar, leave=False
+        range(state.epoch, config.max_epochs),
+        desc=description,
+        disable=not config.progress_bar or finished,
+        leave=False,
+        initial=state.epoch,
+        total=config.max_epochs,
     )
-    for epoch in bar:
+    for epoch in () if finished else bar:
         key, sub = jax.random.split(key)
         params, opt_state, train_loss = epoch_fn(params, opt_state, sub, train_data)
         val_loss = float(val_fn(params, validation_data))
@@ -245,11 +337,18 @@ def train(
                 f"validation loss became {val_loss} at epoch {epoch}; try a smaller "
                 "learning_rate or check the simulations"
             )
-        if since_best >= config.patience:
-            history.stopped_early = True
+        stop = since_best >= config.patience
+        history.stopped_early = stop
+        if checkpoint is not None:
+            checkpoint(
+                LoopState(
+                    epoch + 1, key, params, opt_state, best_params, best_loss, since_best, history
+                )
+            )
+        if stop:
             break
     bar.close()
-    history.train_time_s = time.perf_counter() - t0
+    history.train_time_s += time.perf_counter() - t0
     nnx.update(model, best_params)
     return history
 
