@@ -130,3 +130,27 @@ def test_bad_arguments_raise(kwargs, match):
 def test_wrong_input_shape_raises(encoder):
     with pytest.raises(ValueError, match=r"x: expected shape \(batch, 3, max_points, 4\)"):
         encoder(jnp.zeros((2, 4, POINTS, 4)))
+
+
+def test_invariant_to_permuting_all_slots_padding_included(encode):
+    # Observed points need not come first: any permutation of the slots of a band,
+    # which scatters the padding among the observations, leaves the output unchanged.
+    x, _ = _light_curves()
+    rng = np.random.default_rng(3)
+    shuffled = x.copy()
+    for i in range(x.shape[0]):
+        for b in range(BANDS):
+            shuffled[i, b] = x[i, b, rng.permutation(POINTS)]
+    assert not np.array_equal(shuffled, x)
+    np.testing.assert_allclose(encode(shuffled), encode(x), rtol=1e-5, atol=1e-5)
+
+
+def test_missing_band_is_ignored_whatever_its_padding(encode):
+    # A band without any observation (all mask 0): its values never reach the output.
+    x, _ = _light_curves()
+    x[2, 1] = 0.0
+    junk = x.copy()
+    junk[2, 1, :, :3] = np.random.default_rng(4).normal(0, 1e3, size=(POINTS, 3))
+    out, ref = np.asarray(encode(junk)), np.asarray(encode(x))
+    np.testing.assert_array_equal(out, ref)
+    assert np.all(np.isfinite(out))

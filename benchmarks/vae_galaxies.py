@@ -1,0 +1,405 @@
+"""ConvVAE on simulated Sersic galaxies and on real SDSS (Galaxy Zoo 1) cutouts.
+
+Three experiments, each reported in JSON (benchmarks/results/vae_galaxies[_quick].json)
+and a Markdown table (.md beside it), with figures as PNG:
+
+A. Simulated: train on SersicGalaxy stamps, report held-out ELBO and the
+   importance-weighted bound (nats and bits/dim), and two-sample KS distances of
+   morphology statistics (flux, half-light radius, concentration, ellipticity,
+   Gini) of generated (with noise) vs held-out galaxies.
+B. Real: train a 3-band (gri colour JPEG) VAE on 70 % of the 556 Galaxy Zoo
+   cutouts (stratified), report held-out ELBO / IW bound, and a linear probe
+   (logistic regression on the latent means, fitted on the training images,
+   scored on the held-out ones) for the 6 Galaxy Zoo classes, with a PCA-of-pixels
+   probe of the same size as a baseline.
+C. Representativeness: the atypicality score of a VAE trained on simulated
+   Sersic galaxies (experiment A), evaluated on the real cutouts (grey, rescaled
+   to the simulations' noise level): do mergers score as more atypical than
+   ellipticals? Reported as medians per class and the AUC of merger vs elliptical.
+
+Caveats (see ../shared/data/README.md): the cutouts are asinh-stretched colour
+JPEGs (Lupton et al. 2004), not linear fluxes; their pixel scale varies with the
+galaxy's size; the labels are GZ1-derived and unverified; class 4 ("don't know")
+is often a star or an artefact.
+
+Usage:
+    python benchmarks/vae_galaxies.py --quick     # a few minutes: proves it runs
+    python benchmarks/vae_galaxies.py             # the full run
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import astropy.units as u
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+from flax import nnx
+
+from astroprob.nn import vae as V
+from astroprob.tasks import SersicGalaxy
+
+ROOT = Path(__file__).resolve().parent
+DATA = Path(
+    os.environ.get("ASTROPROB_GZ1_DATA", ROOT.parent.parent / "shared/data/galaxyzoo1_sdss_subset")
+)
+CLASS_NAMES = ["elliptical", "spiral_cw", "spiral_acw", "edge_on", "dont_know", "merger"]
+
+
+def sim_task(stamp: int) -> SersicGalaxy:
+    # Flux and size ranges chosen to cover the rescaled SDSS cutouts (see load_sdss).
+    return SersicGalaxy(
+        stamp_size=stamp,
+        pixel_scale=0.15 * u.arcsec,
+        noise="gaussian",
+        flux_prior=dist.LogUniform(2e3, 2e5),
+        size_prior=dist.Uniform(0.15, 0.9),
+    )
+
+
+def load_sdss(stamp: int, crop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cutouts as ``(n, stamp, stamp, 3)`` float (JPEG DN, background subtracted), noise
+    variance per image and band ``(n, 1, 1, 3)``, labels ``(n,)``."""
+    from PIL import Image
+
+    with open(DATA / "labels_subset.csv") as f:
+        rows = list(csv.DictReader(f))
+    factor = crop // stamp
+    images, labels = [], []
+    for row in rows:
+        a = np.asarray(Image.open(DATA / "images" / f"{row['OBJID']}.jpeg"), dtype=np.float64)
+        h, w = a.shape[:2]
+        top, left = (h - crop) // 2, (w - crop) // 2
+        a = a[top : top + crop, left : left + crop]
+        a = a.reshape(stamp, factor, stamp, factor, 3).mean(axis=(1, 3))
+        images.append(a)
+        labels.append(int(row["CLASS"]))
+    images = np.stack(images)
+    ring = np.ones((stamp, stamp), bool)
+    ring[3:-3, 3:-3] = False
+    border = images[:, ring, :]  # (n, pixels, 3)
+    background = np.median(border, axis=1)
+    sigma = 1.4826 * np.median(np.abs(border - background[:, None, :]), axis=1)
+    sigma = np.maximum(sigma, np.std(border, axis=1))  # MAD is 0 on quantised flat skies
+    sigma = np.maximum(sigma, 1.0 / (factor * np.sqrt(12.0)))  # JPEG quantisation floor
+    images = images - background[:, None, None, :]
+    return (
+        images.astype(np.float32),
+        (sigma**2)[:, None, None, :].astype(np.float32),
+        np.array(labels),
+    )
+
+
+def to_sim_units(images: np.ndarray, variance: np.ndarray, sim_variance: float):
+    """Grey (band mean) cutouts rescaled so that their sky noise equals the simulations'."""
+    grey = images.mean(axis=-1)
+    grey_var = variance.sum(axis=-1) / 9.0  # variance of the mean of 3 bands
+    scale = np.sqrt(sim_variance / grey_var)
+    return (grey * scale).astype(np.float32)
+
+
+def bounds(key, model, x, var, k, batch):
+    t0 = time.perf_counter()
+    elbo = np.asarray(V.elbo(key, model, x, var, num_samples=8))
+    iw = np.asarray(
+        V.importance_weighted_bound(
+            key, model, x, var, num_samples=k, chunk_size=min(k, 100), batch_size=batch
+        )
+    )
+    dims = int(np.prod(model.observation_shape))
+    return {
+        "elbo_nats_mean": float(elbo.mean()),
+        "elbo_nats_median": float(np.median(elbo)),
+        "iw_nats_mean": float(iw.mean()),
+        "iw_nats_median": float(np.median(iw)),
+        "iw_minus_elbo_mean": float((iw - elbo).mean()),
+        "elbo_bits_per_dim": float(V.bits_per_dim(elbo.mean(), dims)),
+        "iw_bits_per_dim": float(V.bits_per_dim(iw.mean(), dims)),
+        "iw_num_samples": k,
+        "num_images": len(x),
+        "eval_time_s": time.perf_counter() - t0,
+    }
+
+
+def mann_whitney_auc(a: np.ndarray, b: np.ndarray) -> float:
+    """P(score of a > score of b) + 0.5 P(tie)."""
+    a, b = np.asarray(a)[:, None], np.asarray(b)[None, :]
+    return float(np.mean(a > b) + 0.5 * np.mean(a == b))
+
+
+def save_figures(prefix: Path, model, x_held, colour, colour_label):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    fig = V.plot_reconstructions(x_held[:8], V.reconstruct(model, x_held[:8]))
+    path = prefix.with_name(prefix.name + "_reconstructions.png")
+    fig.savefig(path, dpi=110)
+    out.append(path)
+    values = (-2.0, -1.0, 0.0, 1.0, 2.0)
+    dims = list(range(min(6, model.latent_dim)))
+    fig2 = V.plot_latent_traversal(
+        V.latent_traversal(model, values=values, dims=dims), values, dims=dims
+    )
+    path = prefix.with_name(prefix.name + "_traversal.png")
+    fig2.savefig(path, dpi=110)
+    out.append(path)
+    z, _ = V.encode(model, x_held)
+    fig3 = V.plot_latent_projection(z, colour, label=colour_label)
+    path = prefix.with_name(prefix.name + "_latent.png")
+    fig3.savefig(path, dpi=110)
+    out.append(path)
+    for f in (fig, fig2, fig3):
+        plt.close(f)
+    return [str(p.relative_to(ROOT.parent)) for p in out]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny settings that prove it runs")
+    p.add_argument("--num-sims", type=int, default=20_000)
+    p.add_argument("--stamp", type=int, default=32)
+    p.add_argument("--crop", type=int, default=256, help="central SDSS crop before binning")
+    p.add_argument("--latent-dim", type=int, default=16)
+    p.add_argument("--max-epochs", type=int, default=200)
+    p.add_argument("--iw-samples", type=int, default=1000)
+    p.add_argument("--num-eval", type=int, default=500, help="held-out simulations evaluated")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", type=Path, default=None)
+    args = p.parse_args()
+    if args.quick:
+        args.num_sims, args.max_epochs, args.num_eval = 1200, 6, 100
+        args.latent_dim = 8
+    name = "vae_galaxies_quick" if args.quick else "vae_galaxies"
+    output = args.output or ROOT / "results" / f"{name}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    key = jax.random.key(args.seed)
+    k_sim, k_fit, k_eval, k_real, k_fit_real, k_eval_real = jax.random.split(key, 6)
+    channels = (16, 32, 64) if not args.quick else (8, 16)
+    hidden = 128 if not args.quick else 32
+    train_opts = {
+        "max_epochs": args.max_epochs,
+        "batch_size": 100,
+        "learning_rate": 1e-3,
+        "progress_bar": False,
+    }
+    result = {
+        "settings": vars(args) | {"output": str(output), "channels": channels, "hidden": hidden},
+        "machine": {
+            "platform": platform.platform(),
+            "loadavg_start": os.getloadavg(),
+            "devices": [str(d) for d in jax.devices()],
+        },
+    }
+
+    # ------------------------------------------------------------ A: simulations
+    task = sim_task(args.stamp)
+    sim_var = float(task.noise_variance(jnp.zeros((1, 1)))[0, 0])
+    t0 = time.perf_counter()
+    theta, x = task.simulate(k_sim, args.num_sims + 2 * args.num_eval)
+    x, theta = np.asarray(x), np.asarray(theta)
+    n_train = args.num_sims
+    x_train, x_ref = x[:n_train], x[n_train : n_train + args.num_eval]
+    x_test, theta_test = x[n_train + args.num_eval :], theta[n_train + args.num_eval :]
+    sim_model = V.ConvVAE(
+        (args.stamp, args.stamp),
+        latent_dim=args.latent_dim,
+        channels=channels,
+        hidden=hidden,
+        rngs=nnx.Rngs(args.seed),
+    )
+    history = V.fit_vae(k_fit, sim_model, x_train, sim_var, free_bits=0.0, **train_opts)
+    sim = {
+        "train_time_s": time.perf_counter() - t0,
+        "history": {
+            "best_epoch": history.best_epoch,
+            "epochs": len(history.validation_loss),
+            "best_validation_loss": history.best_validation_loss,
+        },
+    }
+    sim |= bounds(k_eval, sim_model, x_test, sim_var, args.iw_samples, 4)
+    generated = np.asarray(V.generate(k_eval, sim_model, len(x_test), noise_variance=sim_var))
+    sim["ks"] = V.morphology_ks_distances(
+        V.morphology_statistics(generated), V.morphology_statistics(x_test)
+    )
+    # Sanity scale for the KS distances: two independent held-out halves.
+    half = len(x_test) // 2
+    sim["ks_held_out_halves"] = V.morphology_ks_distances(
+        V.morphology_statistics(x_test[:half]), V.morphology_statistics(x_test[half:])
+    )
+    sim["figures"] = save_figures(
+        output.with_suffix(""), sim_model, x_test, np.log10(theta_test[:, 0]), "log10 flux [ct]"
+    )
+    V.save_vae(sim_model, output.with_suffix("").with_name(name + "_sim_model"), history=history)
+    result["simulated"] = sim
+    print("A done", json.dumps({k: v for k, v in sim.items() if "nats" in k}))
+
+    # ------------------------------------------------------------------- B: real
+    images, variance, labels = load_sdss(args.stamp, args.crop)
+    rng = np.random.default_rng(args.seed)
+    held = np.zeros(len(labels), bool)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        held[rng.choice(idx, size=int(round(0.3 * len(idx))), replace=False)] = True
+    real_model = V.ConvVAE(
+        (args.stamp, args.stamp),
+        in_channels=3,
+        latent_dim=args.latent_dim,
+        channels=channels,
+        hidden=hidden,
+        rngs=nnx.Rngs(args.seed + 1),
+    )
+    var_full = np.broadcast_to(variance, images.shape)
+    t0 = time.perf_counter()
+    history_real = V.fit_vae(
+        k_fit_real, real_model, images[~held], var_full[~held], **train_opts | {"patience": 20}
+    )
+    real = {
+        "train_time_s": time.perf_counter() - t0,
+        "num_train": int((~held).sum()),
+        "num_held_out": int(held.sum()),
+        "history": {
+            "best_epoch": history_real.best_epoch,
+            "epochs": len(history_real.validation_loss),
+        },
+    }
+    real |= bounds(k_eval_real, real_model, images[held], var_full[held], args.iw_samples, 4)
+    z_all, _ = V.encode(real_model, images)
+    z_all = np.asarray(z_all)
+    real["probe"] = linear_probe(z_all, labels, held)
+    real["probe_pca_pixels"] = linear_probe(
+        pca_features(images.reshape(len(images), -1), ~held, args.latent_dim), labels, held
+    )
+    real["figures"] = save_figures(
+        output.with_suffix("").with_name(name + "_sdss"),
+        real_model,
+        images[held],
+        labels[held].astype(float),
+        "Galaxy Zoo class",
+    )
+    result["real_sdss"] = real
+    print("B done", real["probe"], real["probe_pca_pixels"])
+
+    # ------------------------------------------------ C: atypicality of real data
+    reference = V.fit_atypicality(k_real, sim_model, x_ref, sim_var)
+    grey = to_sim_units(images, variance, sim_var)
+    scores = V.score_atypicality(k_real, sim_model, reference, grey, sim_var)
+    sims_scored = V.score_atypicality(k_real, sim_model, reference, x_test, sim_var)
+    per_class = {}
+    for c, cname in enumerate(CLASS_NAMES):
+        s = scores.score[labels == c]
+        per_class[cname] = {
+            "n": int(len(s)),
+            "median_score": float(np.median(s)),
+            "flagged_fraction": float(np.mean(scores.flagged[labels == c])),
+        }
+    result["atypicality"] = {
+        "held_out_simulations": {
+            "median_score": float(np.median(sims_scored.score)),
+            "flagged_fraction": float(np.mean(sims_scored.flagged)),
+        },
+        "per_class": per_class,
+        "auc_merger_vs_elliptical": mann_whitney_auc(
+            scores.statistic[labels == 5], scores.statistic[labels == 0]
+        ),
+        "auc_merger_or_dont_know_vs_elliptical": mann_whitney_auc(
+            scores.statistic[(labels == 5) | (labels == 4)], scores.statistic[labels == 0]
+        ),
+        "threshold": reference.threshold,
+    }
+    print("C done", json.dumps(result["atypicality"]["per_class"]))
+    result["machine"]["loadavg_end"] = os.getloadavg()
+    output.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    output.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+
+
+def pca_features(flat: np.ndarray, train: np.ndarray, k: int) -> np.ndarray:
+    mean = flat[train].mean(axis=0)
+    _, _, vt = np.linalg.svd(flat[train] - mean, full_matrices=False)
+    return (flat - mean) @ vt[:k].T
+
+
+def linear_probe(features: np.ndarray, labels: np.ndarray, held: np.ndarray) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(features[~held])
+    clf = LogisticRegression(max_iter=2000).fit(scaler.transform(features[~held]), labels[~held])
+    pred = clf.predict(scaler.transform(features[held]))
+    majority = np.bincount(labels[~held]).argmax()
+    ell = labels[held] == 0
+    return {
+        "accuracy": float(np.mean(pred == labels[held])),
+        "chance_majority": float(np.mean(labels[held] == majority)),
+        "elliptical_vs_rest_accuracy": float(np.mean((pred == 0) == ell)),
+        "num_features": int(features.shape[1]),
+    }
+
+
+def markdown(r: dict) -> str:
+    s, real, a = r["simulated"], r["real_sdss"], r["atypicality"]
+    lines = [
+        f"VAE on galaxy stamps ({'quick' if r['settings']['quick'] else 'full'} run; "
+        f"{r['settings']['num_sims']} simulations, stamps {r['settings']['stamp']} px, "
+        f"latent {r['settings']['latent_dim']}, load average at start "
+        f"{r['machine']['loadavg_start'][0]:.1f})",
+        "",
+        "| data | ELBO (nats, mean / median) | IW bound K="
+        f"{r['settings']['iw_samples']} (nats, mean / median) | ELBO bits/dim | IW bits/dim |",
+        "|---|---|---|---|---|",
+    ]
+    for label, d in (("simulated Sersic (held out)", s), ("SDSS gri cutouts (held out)", real)):
+        lines.append(
+            f"| {label} | {d['elbo_nats_mean']:.1f} / {d['elbo_nats_median']:.1f} | "
+            f"{d['iw_nats_mean']:.1f} / {d['iw_nats_median']:.1f} | "
+            f"{d['elbo_bits_per_dim']:.3f} | {d['iw_bits_per_dim']:.3f} |"
+        )
+    lines += [
+        "",
+        "| morphology statistic | KS D generated vs held out | KS D held-out halves |",
+        "|---|---|---|",
+    ]
+    for name, v in s["ks"].items():
+        lines.append(f"| {name} | {v['D']:.3f} | {s['ks_held_out_halves'][name]['D']:.3f} |")
+    p, q = real["probe"], real["probe_pca_pixels"]
+    lines += [
+        "",
+        "| linear probe on Galaxy Zoo classes (held out) | accuracy | ellipticals vs rest |",
+        "|---|---|---|",
+        f"| VAE latent means ({p['num_features']} features) | {p['accuracy']:.3f} | "
+        f"{p['elliptical_vs_rest_accuracy']:.3f} |",
+        f"| PCA of pixels ({q['num_features']} features) | {q['accuracy']:.3f} | "
+        f"{q['elliptical_vs_rest_accuracy']:.3f} |",
+        f"| majority class | {p['chance_majority']:.3f} | |",
+        "",
+        "| atypicality under the simulation-trained VAE | n | median score | flagged |",
+        "|---|---|---|---|",
+        f"| held-out simulations | {len(s) and s['num_images']} | "
+        f"{a['held_out_simulations']['median_score']:.3f} | "
+        f"{a['held_out_simulations']['flagged_fraction']:.3f} |",
+    ]
+    for cname, v in a["per_class"].items():
+        lines.append(
+            f"| SDSS {cname} | {v['n']} | {v['median_score']:.3f} | {v['flagged_fraction']:.3f} |"
+        )
+    lines += [
+        "",
+        f"AUC (merger more atypical than elliptical): {a['auc_merger_vs_elliptical']:.3f}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
