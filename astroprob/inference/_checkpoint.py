@@ -122,3 +122,78 @@ def _key_name(key: Any) -> str:
         if hasattr(key, attr):
             return str(getattr(key, attr))
     return str(key)
+
+
+# ------------------------------------------------------------- training checkpoints
+CHECKPOINT_FORMAT = "astroprob-checkpoint-v1"
+
+
+def encode_checkpoint(arrays: dict[str, np.ndarray], scalars: dict[str, Any]) -> bytes:
+    """One msgpack document holding named arrays (`encode_arrays`) and JSON scalars.
+
+    Arrays and scalars travel in one file so that a single atomic rename
+    replaces both: they can never come from two different epochs.
+    """
+    return msgpack.packb(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "scalars": json.dumps(scalars, sort_keys=True),
+            "arrays": encode_arrays(arrays),
+        },
+        use_bin_type=True,
+    )
+
+
+def decode_checkpoint(blob: bytes, *, source: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Inverse of `encode_checkpoint`.
+
+    Raises:
+        ValueError: if the bytes are not an astroprob training checkpoint.
+    """
+    try:
+        data = msgpack.unpackb(blob, raw=False)
+        if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"format {found!r}")
+        scalars = json.loads(data["scalars"])
+        arrays_blob = data["arrays"]
+    except (ValueError, KeyError, TypeError, msgpack.UnpackException) as err:
+        raise ValueError(
+            f"{source}: expected an astroprob training checkpoint ({CHECKPOINT_FORMAT}); could "
+            f"not read it: {err}"
+        ) from err
+    return decode_arrays(arrays_blob, source=source), scalars
+
+
+def save_loop_state(path: Path, state: Any) -> None:
+    """Write a training loop's `LoopState` to ``path`` atomically (no pickle).
+
+    Args:
+        path: the checkpoint file.
+        state: an `astroprob.inference._loop.LoopState`.
+    """
+    arrays = flatten_state(state.arrays())
+    write_atomic(Path(path), encode_checkpoint(arrays, state.scalars()))
+
+
+def load_loop_state(path: Path, template: Any) -> Any:
+    """Read a checkpoint written by `save_loop_state` into the structure of ``template``.
+
+    Args:
+        path: the checkpoint file.
+        template: the initial `LoopState` of the loop that resumes (gives the
+            structure, shapes and dtypes the saved arrays must match).
+
+    Returns:
+        The saved `LoopState`.
+
+    Raises:
+        FileNotFoundError: if there is no checkpoint.
+        ValueError: if the file is not a checkpoint or does not fit the network.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file; expected a training checkpoint")
+    arrays, scalars = decode_checkpoint(path.read_bytes(), source=str(path))
+    tree = unflatten_like(template.arrays(), arrays, source=str(path))
+    return template.restored(tree, scalars)

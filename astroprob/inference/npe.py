@@ -27,7 +27,16 @@ from jaxtyping import Array, PRNGKeyArray
 from astroprob._version import __version__
 from astroprob.flows import DENSITY_NAMES, make_density
 from astroprob.inference import _checkpoint
-from astroprob.inference._loop import TrainingConfig, TrainingHistory, split_train_validation, train
+from astroprob.inference._balance import balanced_npe_losses, marginal_pairs
+from astroprob.inference._loop import (
+    CheckpointFn,
+    ResumeFn,
+    TrainingConfig,
+    TrainingHistory,
+    split_train_validation,
+    train,
+    train_ensemble,
+)
 from astroprob.inference._network import PosteriorNetwork, context_size, data_statistics
 from astroprob.inference._support import SupportBijection
 from astroprob.inference.posterior import Posterior
@@ -57,6 +66,16 @@ class NPE:
             units), ``"none"`` (the embedding sees raw data, e.g. light curves
             whose channels mix times, fluxes and a mask), or ``"auto"``
             (default: per feature for flat observations, global otherwise).
+        ensemble: ``None`` (default) for one network, or the number ``K`` of
+            members of a deep ensemble, trained together in one compiled
+            program (see `astroprob.inference._loop.train_ensemble`) from
+            different initial weights and minibatch orders; the posterior is
+            their equal-weight mixture. Member 0 is the network a single NPE
+            fitted with the same key would give. The members share the
+            initial weights of ``embedding``, if one is given.
+        balance: weight λ ≥ 0 of the balancing penalty of balanced NPE
+            (Delaunoy et al. 2023, see `astroprob.inference._balance`; the
+            authors use λ = 100); 0 (default) is plain NPE.
         **density_options: hyperparameters of the density estimator, e.g.
             ``hidden_features=50, num_transforms=5`` (see `astroprob.flows`).
 
@@ -77,8 +96,22 @@ class NPE:
         *,
         embedding: nnx.Module | None = None,
         x_scaling: str = "auto",
+        ensemble: int | None = None,
+        balance: float = 0.0,
         **density_options: Any,
     ):
+        if ensemble is not None and (
+            isinstance(ensemble, bool) or not isinstance(ensemble, int | np.integer)
+        ):
+            raise TypeError(
+                f"ensemble: expected None or an integer number of members; got {ensemble!r}"
+            )
+        if ensemble is not None and ensemble < 1:
+            raise ValueError(f"ensemble: expected None or at least 1 member; got {ensemble!r}")
+        if isinstance(balance, bool) or not isinstance(balance, int | float | np.number):
+            raise TypeError(f"balance: expected a number; got {balance!r}")
+        if not np.isfinite(balance) or balance < 0:
+            raise ValueError(f"balance: expected a finite number >= 0; got {balance!r}")
         if x_scaling not in X_SCALINGS:
             raise ValueError(f"x_scaling: expected one of {X_SCALINGS}; got {x_scaling!r}")
         if not isinstance(task, Task):
@@ -93,10 +126,13 @@ class NPE:
         self.density = density
         self.density_options = dict(density_options)
         self.x_scaling = x_scaling
+        self.ensemble = None if ensemble is None else int(ensemble)
+        self.balance = float(balance)
         # Keep a pristine copy so that every fit starts from the same embedding weights.
         self._embedding = None if embedding is None else nnx.clone(embedding)
         self._bijection = SupportBijection(task.prior)
         self._network: PosteriorNetwork | None = None
+        self._members: list[PosteriorNetwork] | None = None
         self.history: TrainingHistory | None = None
         self.training_config: TrainingConfig | None = None
 
@@ -106,6 +142,9 @@ class NPE:
         key: PRNGKeyArray,
         theta: ArrayLike,
         x: ArrayLike,
+        *,
+        checkpoint: CheckpointFn | None = None,
+        resume: ResumeFn | None = None,
         **training_options: Any,
     ) -> NPE:
         """Train on simulations; returns ``self``.
@@ -122,6 +161,10 @@ class NPE:
                 ``batch_size``, ``max_epochs``, ``patience``,
                 ``validation_fraction``, ``clip_norm``, ``weight_decay``,
                 ``progress_bar``).
+            checkpoint: called with the loop's `LoopState` after every epoch
+                (see `astroprob.inference._loop.train`), e.g. to save it.
+            resume: called once with the initial `LoopState`; returns a saved
+                state to continue from, or ``None`` to start afresh.
 
         Raises:
             ValueError: on wrong shapes, θ outside the prior's support, or too
@@ -150,30 +193,61 @@ class NPE:
             x_shift, x_scale = data_statistics(x_train, per_feature=scaling == "per_feature")
         self._fitted_x_scaling = scaling
 
-        embedding = None if self._embedding is None else nnx.clone(self._embedding)
-        density = make_density(
-            self.density,
-            self.task.dim,
-            context_size(embedding, self.task.observation_shape),
-            rngs=nnx.Rngs(key_init),
-            **self.density_options,
-        )
-        network = PosteriorNetwork(density, embedding, theta_shift, theta_scale, x_shift, x_scale)
+        def build(key_init: PRNGKeyArray) -> PosteriorNetwork:
+            embedding = None if self._embedding is None else nnx.clone(self._embedding)
+            density = make_density(
+                self.density,
+                self.task.dim,
+                context_size(embedding, self.task.observation_shape),
+                rngs=nnx.Rngs(key_init),
+                **self.density_options,
+            )
+            return PosteriorNetwork(density, embedding, theta_shift, theta_scale, x_shift, x_scale)
 
-        def loss_fn(model: PosteriorNetwork, batch: tuple[Array, Array]) -> Array:
-            return -model.log_prob(*batch)
+        train_data, val_data = (u_train, x_train), (u[val_idx], x[val_idx])
+        balance = self.balance
+        if balance > 0:
+            # log p_u(u) = log p(θ) + log|det dT/du|, the prior density of the flow's space.
+            log_prior = self.task.prior.log_prob(theta) + self._bijection.log_abs_det_jacobian(u)
+            train_data += (log_prior[train_idx],)
+            val_data += (log_prior[val_idx],)
 
-        history = train(
-            key_train,
-            network,
-            loss_fn,
-            (u_train, x_train),
-            (u[val_idx], x[val_idx]),
-            config,
-            description=f"NPE {self.task.name}",
-        )
+        def loss_fn(model: PosteriorNetwork, batch: tuple[Array, ...]) -> Array:
+            return npe_losses(model, batch, balance)
+
+        description = f"NPE {self.task.name}"
+        if self.ensemble in (None, 1):
+            # One network; a one-member ensemble takes the unbatched loop too, so that it
+            # reproduces the single NPE bit for bit.
+            networks = [build(key_init)]
+            history = train(
+                key_train,
+                networks[0],
+                loss_fn,
+                train_data,
+                val_data,
+                config,
+                description=description,
+                checkpoint=checkpoint,
+                resume=resume,
+            )
+            if self.ensemble == 1:
+                history.members = [dataclasses.replace(history)]
+        else:
+            networks = [build(member_key(key_init, k)) for k in range(self.ensemble)]
+            history = train_ensemble(
+                jnp.stack([member_key(key_train, k) for k in range(self.ensemble)]),
+                networks,
+                loss_fn,
+                train_data,
+                val_data,
+                config,
+                description=f"{description} ({self.ensemble} members)",
+                checkpoint=checkpoint,
+                resume=resume,
+            )
         history.num_invalid = num_invalid
-        self._install(network)
+        self._install(networks)
         self.history = history
         self.training_config = config
         return self
@@ -210,10 +284,11 @@ class NPE:
         return theta, x, num_invalid
 
     # ----------------------------------------------------------------- inference
-    def _install(self, network: PosteriorNetwork) -> None:
-        """Adopt a trained network and compile its sampler and density once."""
-        self._network = network
-        graphdef, state = nnx.split(network)
+    def _install(self, networks: list[PosteriorNetwork]) -> None:
+        """Adopt trained networks (one, or an ensemble's members) and compile once."""
+        self._network = networks[0]
+        self._members = list(networks)
+        graphdef, state = nnx.split(networks[0])
         bijection = self._bijection
         dim = self.task.dim
 
@@ -231,6 +306,9 @@ class NPE:
             lp = lp - bijection.log_abs_det_jacobian(u)
             return jnp.where(inside, lp, -jnp.inf)
 
+        if self.ensemble is not None:
+            state = jax.tree.map(lambda *a: jnp.stack(a), *[nnx.split(n)[1] for n in networks])
+            sample, log_prob = ensemble_mixture(sample, log_prob, self.ensemble)
         self._sample_jit = jax.jit(sample, static_argnums=3)
         self._log_prob_jit = jax.jit(log_prob)
         self._sample_fn = lambda key, x, n: self._sample_jit(state, key, x, n)
@@ -243,14 +321,60 @@ class NPE:
 
     @property
     def network(self) -> PosteriorNetwork:
-        """The trained posterior network (z-scoring, embedding, density)."""
+        """The trained posterior network (z-scoring, embedding, density).
+
+        Raises:
+            RuntimeError: for an ensemble, whose networks are `members`.
+        """
         self._require_fitted()
+        if self.ensemble is not None:
+            raise RuntimeError(
+                f"this NPE is an ensemble of {self.ensemble} networks: use npe.members or "
+                "npe.member(k)"
+            )
         return self._network
 
-    def posterior(self, x: ArrayLike) -> Posterior:
-        """The posterior for one observation ``obs_shape`` or a batch ``(n_obs, *obs_shape)``."""
+    @property
+    def members(self) -> list[PosteriorNetwork]:
+        """The trained networks: the ensemble's members, or ``[network]`` for a single NPE."""
         self._require_fitted()
-        return Posterior(self.task, x, self._sample_fn, self._log_prob_fn)
+        return list(self._members)
+
+    def member(self, k: int) -> NPE:
+        """Member ``k`` of an ensemble as a single-network NPE (shares the trained weights).
+
+        Raises:
+            ValueError: if ``k`` is not a member index.
+        """
+        self._require_fitted()
+        n = len(self._members)
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 0 <= k < n:
+            raise ValueError(f"k: expected a member index in [0, {n}); got {k!r}")
+        single = NPE(
+            self.task,
+            self.density,
+            embedding=self._embedding,
+            x_scaling=self.x_scaling,
+            balance=self.balance,
+            **self.density_options,
+        )
+        single._fitted_x_scaling = self._fitted_x_scaling
+        single.training_config = self.training_config
+        if self.history is not None:
+            members = self.history.members
+            single.history = self.history if members is None else members[k]
+        single._install([self._members[k]])
+        return single
+
+    def posterior(self, x: ArrayLike) -> Posterior:
+        """The posterior for one observation ``obs_shape`` or a batch ``(n_obs, *obs_shape)``.
+
+        For an ensemble it is the equal-weight mixture of the members' posteriors.
+        """
+        self._require_fitted()
+        return Posterior(
+            self.task, x, self._sample_fn, self._log_prob_fn, num_members=self.ensemble
+        )
 
     def _require_fitted(self) -> None:
         if self._network is None:
@@ -269,7 +393,7 @@ class NPE:
         self._require_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        arrays = _checkpoint.flatten_state(nnx.to_pure_dict(_saved_state(self._network)))
+        arrays = _checkpoint.flatten_state(nnx.to_pure_dict(_stacked_saved_state(self._members)))
         blob = _checkpoint.encode_arrays(arrays)
         embedding = self._network.embedding
         config = {
@@ -283,6 +407,8 @@ class NPE:
             "density_config": self._network.density.config,
             "embedding": None if embedding is None else _qualified_name(embedding),
             "x_scaling": self._fitted_x_scaling,
+            "ensemble": self.ensemble,
+            "balance": self.balance,
             "training": None if self.training_config is None else self.training_config.to_dict(),
             "history": None if self.history is None else self.history.to_dict(),
             "weights_sha256": _checkpoint.sha256(blob),
@@ -357,47 +483,144 @@ class NPE:
                 f"{weights_path}: checksum does not match {config_path}; the directory mixes "
                 "files from different runs or the weights are corrupted"
             )
-        npe = cls(task, config["density"], embedding=embedding, x_scaling=config["x_scaling"])
+        npe = cls(
+            task,
+            config["density"],
+            embedding=embedding,
+            x_scaling=config["x_scaling"],
+            ensemble=config.get("ensemble"),
+            balance=config.get("balance", 0.0),
+        )
         npe._fitted_x_scaling = config["x_scaling"]
         obs_shape = task.observation_shape
         stat_shape = obs_shape if config["x_scaling"] == "per_feature" else ()
-        embedding = None if embedding is None else nnx.clone(embedding)
-        density = make_density(
-            config["density"],
-            task.dim,
-            context_size(embedding, obs_shape),
-            rngs=nnx.Rngs(0),
-            **config["density_config"],
-        )
-        network = PosteriorNetwork(
-            density,
-            embedding,
-            jnp.zeros(task.dim),
-            jnp.ones(task.dim),
-            jnp.zeros(stat_shape),
-            jnp.ones(stat_shape),
-        )
-        state = _saved_state(network)
+
+        def template() -> PosteriorNetwork:
+            member_embedding = None if embedding is None else nnx.clone(embedding)
+            density = make_density(
+                config["density"],
+                task.dim,
+                context_size(member_embedding, obs_shape),
+                rngs=nnx.Rngs(0),
+                **config["density_config"],
+            )
+            return PosteriorNetwork(
+                density,
+                member_embedding,
+                jnp.zeros(task.dim),
+                jnp.ones(task.dim),
+                jnp.zeros(stat_shape),
+                jnp.ones(stat_shape),
+            )
+
+        networks = [template() for _ in range(npe.ensemble or 1)]
+        state = _stacked_saved_state(networks)
         arrays = _checkpoint.decode_arrays(blob, source=str(weights_path))
         pure = _checkpoint.unflatten_like(nnx.to_pure_dict(state), arrays, source=str(weights_path))
         nnx.replace_by_pure_dict(state, pure)
-        nnx.update(network, state)
+        for k, network in enumerate(networks):
+            if len(networks) > 1:
+                nnx.update(network, jax.tree.map(lambda a, k=k: a[k], state))
+            else:
+                nnx.update(network, state)
         npe.density_options = dict(config["density_config"])
         if config.get("training"):
             npe.training_config = TrainingConfig(**config["training"])
         if config.get("history"):
             npe.history = TrainingHistory.from_dict(config["history"])
-        npe._install(network)
+        npe._install(networks)
         return npe
 
     def __repr__(self) -> str:
         state = "trained" if self.is_fitted else "untrained"
-        return f"NPE(task={self.task.name!r}, density={self.density!r}, {state})"
+        extra = "" if self.ensemble is None else f", ensemble={self.ensemble}"
+        extra += f", balance={self.balance:g}" if self.balance else ""
+        return f"NPE(task={self.task.name!r}, density={self.density!r}{extra}, {state})"
+
+
+def npe_losses(network: PosteriorNetwork, batch: tuple[Array, ...], balance: float) -> Array:
+    """Per-example training losses of NPE (``balance == 0``) or balanced NPE.
+
+    Args:
+        network: the posterior network.
+        batch: ``(u, x)`` for NPE; ``(u, x, log_prior)`` for balanced NPE, with
+            ``u`` the unconstrained parameters ``(batch, dim)`` and ``log_prior``
+            the prior log-density of ``u`` in that space, ``(batch,)``.
+        balance: weight λ of the balancing penalty (see `_balance`).
+
+    Returns:
+        ``(batch,)`` losses: ``-log q(u | x)``, plus ``λ · violation²`` when balancing.
+    """
+    if balance == 0:
+        return -network.log_prob(*batch[:2])
+    u, x, log_prior = batch
+    context = network.context(x)
+    log_q = network.log_prob_given_context(u, context)
+    log_q_marginal = network.log_prob_given_context(marginal_pairs(u), context)
+    return balanced_npe_losses(log_q, log_q_marginal, log_prior, marginal_pairs(log_prior), balance)
+
+
+def member_key(key: PRNGKeyArray, k: int) -> PRNGKeyArray:
+    """Key of ensemble member ``k``: ``key`` itself for member 0, ``fold_in(key, k)`` otherwise.
+
+    So member 0 of an ensemble is the estimator a single NPE fitted with the
+    same key would give, and ``ensemble=1`` reproduces the single NPE.
+    """
+    return key if k == 0 else jax.random.fold_in(key, k)
+
+
+PICK_STREAM = 0x7FFFFFFF
+"""``fold_in`` data of the key that picks a member for each mixture sample."""
+
+
+def ensemble_mixture(sample: Any, log_prob: Any, num_members: int) -> tuple[Any, Any]:
+    """Equal-weight mixture ``(sample, log_prob)`` of per-member functions on stacked states.
+
+    Args:
+        sample: ``(state, key, x (n_obs, ...), n) -> (n_obs, n, dim)`` of one member.
+        log_prob: ``(state, theta (n_obs, m, dim), x) -> (n_obs, m)`` of one member.
+        num_members: ``K``.
+
+    Returns:
+        ``sample(states, key, x, n) -> (samples (n_obs, n, dim), member (n_obs, n))``
+        drawing, for every sample, a member uniformly at random (every member
+        draws ``n`` samples, member ``k`` with `member_key` ``(key, k)``, and
+        the picked ones are kept); and ``log_prob(states, theta, x) ->
+        (n_obs, m)``, the log-mean-exp of the members' log-densities.
+    """
+
+    def mixture_sample(states: Any, key: PRNGKeyArray, x: Array, n: int) -> tuple[Array, Array]:
+        if num_members == 1:
+            one = sample(jax.tree.map(lambda a: a[0], states), key, x, n)
+            return one, jnp.zeros(one.shape[:2], dtype=jnp.int32)
+        keys = jnp.stack([member_key(key, k) for k in range(num_members)])
+        every = jax.vmap(sample, in_axes=(0, 0, None, None))(states, keys, x, n)
+        n_obs = every.shape[1]
+        pick = jax.random.randint(
+            jax.random.fold_in(key, PICK_STREAM), (n_obs, n), 0, num_members, dtype=jnp.int32
+        )
+        chosen = jnp.take_along_axis(every, pick[None, :, :, None], axis=0)[0]
+        return chosen, pick
+
+    def mixture_log_prob(states: Any, theta: Array, x: Array) -> Array:
+        if num_members == 1:
+            return log_prob(jax.tree.map(lambda a: a[0], states), theta, x)
+        every = jax.vmap(log_prob, in_axes=(0, None, None))(states, theta, x)
+        return jax.nn.logsumexp(every, axis=0) - jnp.log(num_members)
+
+    return mixture_sample, mixture_log_prob
 
 
 def _saved_state(network: nnx.Module) -> nnx.State:
     """Everything but random-number state: parameters, statistics, batch-norm averages."""
     return nnx.state(network, nnx.Not(nnx.RngState))
+
+
+def _stacked_saved_state(networks: list[nnx.Module]) -> nnx.State:
+    """`_saved_state` of one network, or of an ensemble's members stacked on a leading axis."""
+    if len(networks) == 1:
+        return _saved_state(networks[0])
+    return jax.tree.map(lambda *a: jnp.stack(a), *[_saved_state(n) for n in networks])
 
 
 def _qualified_name(obj: Any) -> str:

@@ -1,12 +1,14 @@
 """The training loop's checkpoint/resume hook: a resumed run equals the uninterrupted one."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
-from astroprob.inference._loop import LoopState, TrainingConfig, train
+from astroprob.inference._loop import LoopState, TrainingConfig, train, train_ensemble
 
 
 class _Linear(nnx.Module):
@@ -88,3 +90,50 @@ def test_a_different_state_gives_a_different_run(data):
     _, history = _run(data, resume=lambda initial: initial.restored(arrays, scalars))
     assert history.validation_loss[:2] == full_history.validation_loss[:2]
     assert history.validation_loss[2:] != full_history.validation_loss[2:]
+
+
+# ------------------------------------------------------------------ ensembles
+def _run_ensemble(data, **hooks):
+    models = [_Linear(nnx.Rngs(seed)) for seed in (1, 5, 7)]
+    keys = jnp.stack([jax.random.key(2), jax.random.key(3), jax.random.key(4)])
+    history = train_ensemble(keys, models, _loss, *data, CONFIG, **hooks)
+    return models, history
+
+
+def test_ensemble_members_equal_separate_runs(data):
+    models, history = _run_ensemble(data)
+    for k, (seed, key) in enumerate([(1, 2), (5, 3), (7, 4)]):
+        model = _Linear(nnx.Rngs(seed))
+        alone = train(jax.random.key(key), model, _loss, *data, CONFIG)
+        member = history.members[k]
+        np.testing.assert_allclose(member.validation_loss, alone.validation_loss, rtol=1e-5)
+        assert member.best_epoch == alone.best_epoch
+        assert member.stopped_early == alone.stopped_early
+        np.testing.assert_allclose(
+            models[k].layer.kernel[...], model.layer.kernel[...], rtol=1e-5, atol=1e-6
+        )
+    assert history.best_epoch == max(m.best_epoch for m in history.members)
+
+
+def test_resumed_ensemble_equals_uninterrupted_ensemble(data):
+    saved = []
+    full_models, full_history = _run_ensemble(data, checkpoint=lambda s: saved.append(_host(s)))
+    arrays, scalars = saved[1]
+    scalars = json.loads(json.dumps(scalars))  # the scalars survive a JSON round trip
+    assert isinstance(scalars["best_loss"], list)
+    models, history = _run_ensemble(data, resume=lambda initial: initial.restored(arrays, scalars))
+    for member, full in zip(history.members, full_history.members, strict=True):
+        assert member.validation_loss == full.validation_loss
+    for model, full in zip(models, full_models, strict=True):
+        np.testing.assert_array_equal(model.layer.kernel[...], full.layer.kernel[...])
+
+
+def test_ensemble_rejects_mismatched_keys(data):
+    with pytest.raises(ValueError, match=r"keys: expected shape \(2,\)"):
+        train_ensemble(
+            jax.random.split(jax.random.key(0), 3),
+            [_Linear(nnx.Rngs(0)), _Linear(nnx.Rngs(1))],
+            _loss,
+            *data,
+            CONFIG,
+        )

@@ -1,0 +1,269 @@
+"""Coverage and accuracy of single NPE, a deep ensemble and balanced NPE; ensemble training cost.
+
+For each task and simulation budget the simulations are drawn once (fixed key)
+and three estimators are trained on the same (theta, x) with the same network
+and training options:
+
+- ``npe``: one neural spline flow (astroprob defaults);
+- ``ensemble``: ``ap.NPE(task, ensemble=K)``, K members in one compiled program;
+- ``balanced``: ``ap.NPE(task, balance=lambda)`` (Delaunoy et al. 2023).
+
+Each is scored by its expected-coverage curve of HPD regions
+(`astroprob.diagnostics.coverage`, on ``--coverage-sims`` fresh simulations,
+HPD regions of the estimator's own density) and by C2ST against the sbibm
+reference posteriors of observations 1..``--observations`` where
+``ASTROPROB_REFERENCE_DATA`` (or ../shared/data/sbibm_reference_posteriors)
+holds them. The target of issue 7: wherever the single NPE is overconfident,
+the ensemble or balanced variant has coverage >= nominal - 0.02 at every level,
+at a C2ST cost no larger than 0.03.
+
+The ensemble training cost compares K members trained in one program with K
+separate single-network fits of the same size (seconds of training and of
+compilation, and their ratio), on the first task and budget.
+
+Usage::
+
+    python benchmarks/ensembles_coverage.py            # full run (long: use a quiet machine)
+    python benchmarks/ensembles_coverage.py --quick    # smoke test, minutes on a laptop
+
+Writes ``benchmarks/results/ensembles_coverage[_quick].json`` and a Markdown
+table next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import astroprob as ap
+from astroprob.diagnostics.c2st import c2st
+from astroprob.diagnostics.runners import run_expected_coverage
+from astroprob.tasks import reference_posterior_samples
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+SCHEMA = "astroprob-benchmark-ensembles-coverage/1"
+VARIANTS = ("npe", "ensemble", "balanced")
+TOLERANCE = 0.02
+"""Coverage may fall this far below nominal (issue 7's target)."""
+
+
+def parse_args() -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=["two_moons", "slcp"])
+    parser.add_argument("--budgets", nargs="+", type=int, default=[1_000, 10_000])
+    parser.add_argument("--members", type=int, default=5)
+    parser.add_argument("--balance", type=float, default=100.0)
+    parser.add_argument("--coverage-sims", type=int, default=1_000)
+    parser.add_argument("--coverage-samples", type=int, default=1_000)
+    parser.add_argument("--observations", type=int, default=10)
+    parser.add_argument("--c2st-samples", type=int, default=10_000)
+    parser.add_argument("--max-epochs", type=int, default=1_000)
+    parser.add_argument("--hidden-features", type=int, default=50)
+    parser.add_argument("--num-transforms", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="tiny settings, to prove it runs")
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args()
+    if args.quick:
+        args.tasks, args.budgets = ["two_moons"], [300]
+        args.members, args.coverage_sims, args.coverage_samples = 2, 100, 200
+        args.observations, args.c2st_samples, args.max_epochs = 1, 500, 3
+        args.hidden_features, args.num_transforms = 16, 1
+    if args.output is None:
+        name = "ensembles_coverage_quick.json" if args.quick else "ensembles_coverage.json"
+        args.output = RESULTS / name
+    return args
+
+
+def estimator(task, variant: str, args: argparse.Namespace) -> ap.NPE:
+    """An untrained NPE of the given variant, all with the same flow."""
+    sizes = {"hidden_features": args.hidden_features, "num_transforms": args.num_transforms}
+    if variant == "ensemble":
+        return ap.NPE(task, ensemble=args.members, **sizes)
+    if variant == "balanced":
+        return ap.NPE(task, balance=args.balance, **sizes)
+    return ap.NPE(task, **sizes)
+
+
+def fit(npe: ap.NPE, key, theta, x, args: argparse.Namespace) -> dict:
+    """Train and time one estimator."""
+    t0 = time.perf_counter()
+    npe.fit(key, theta, x, max_epochs=args.max_epochs, progress_bar=False)
+    wall = time.perf_counter() - t0
+    h = npe.history
+    epochs = len(h.validation_loss)
+    return {
+        "wall_s": wall,
+        "train_s": h.train_time_s,
+        "compile_s": h.compile_time_s,
+        "epochs": epochs,
+        "best_validation_loss": h.best_validation_loss,
+        "member_epochs": None if h.members is None else [len(m.validation_loss) for m in h.members],
+    }
+
+
+def coverage(npe: ap.NPE, task, key, args: argparse.Namespace) -> dict:
+    """Expected coverage of the estimator's HPD regions; the worst shortfall below nominal."""
+    result = run_expected_coverage(
+        key, npe, task, n=args.coverage_sims, num_samples=args.coverage_samples
+    )
+    shortfall = float(np.max(result.levels - result.coverage))
+    return {
+        "levels": result.levels.tolist(),
+        "coverage": result.coverage.tolist(),
+        "max_shortfall": shortfall,
+        "area": result.area,
+        "verdict": result.verdict,
+        "p_value": result.p_value,
+        "meets_target": shortfall <= TOLERANCE,
+    }
+
+
+def c2st_scores(npe: ap.NPE, task, key, args: argparse.Namespace) -> list[float] | None:
+    """C2ST against the sbibm reference posterior for observations 1..n (None if absent)."""
+    scores = []
+    for i in range(1, args.observations + 1):
+        try:
+            reference = reference_posterior_samples(task.name, i)
+        except (FileNotFoundError, ValueError):
+            return None
+        n = min(args.c2st_samples, len(reference))
+        samples = npe.posterior(task.observation(i)).sample(jax.random.fold_in(key, i), n)
+        scores.append(c2st(reference[:n], np.asarray(samples)))
+    return scores
+
+
+def ensemble_cost(task, theta, x, args: argparse.Namespace) -> dict:
+    """K members in one program against K separate fits of one network."""
+    key = jax.random.key(args.seed + 100)
+    together = fit(estimator(task, "ensemble", args), key, theta, x, args)
+    separate = [
+        fit(estimator(task, "npe", args), jax.random.fold_in(key, k), theta, x, args)
+        for k in range(args.members)
+    ]
+    total = {name: sum(s[name] for s in separate) for name in ("wall_s", "train_s", "compile_s")}
+    return {
+        "members": args.members,
+        "one_program": together,
+        "separate_runs": separate,
+        "separate_total": total,
+        "ratio_wall": together["wall_s"] / total["wall_s"],
+        "ratio_train": together["train_s"] / total["train_s"],
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    """The whole benchmark, as a JSON-ready dict."""
+    started, load_start = _dt.datetime.now(_dt.UTC), _loadavg()
+    results = []
+    cost = None
+    for task_name in args.tasks:
+        task = ap.tasks.get(task_name)
+        for budget in args.budgets:
+            key = jax.random.fold_in(jax.random.key(args.seed), budget)
+            k_sim, k_fit, k_cov, k_c2st = jax.random.split(key, 4)
+            theta, x = task.simulate(k_sim, budget)
+            if cost is None:
+                cost = ensemble_cost(task, theta, x, args)
+            for variant in VARIANTS:
+                npe = estimator(task, variant, args)
+                row = {"task": task_name, "budget": budget, "variant": variant}
+                row["training"] = fit(npe, k_fit, theta, x, args)
+                row["coverage"] = coverage(npe, task, k_cov, args)
+                row["c2st"] = c2st_scores(npe, task, k_c2st, args)
+                results.append(row)
+                print(
+                    f"{task_name:>10} {budget:>6} {variant:>9}: shortfall "
+                    f"{row['coverage']['max_shortfall']:+.3f} {row['coverage']['verdict']}, "
+                    f"c2st {_mean(row['c2st'])}",
+                    flush=True,
+                )
+    return {
+        "schema": SCHEMA,
+        "date": started.isoformat(timespec="seconds"),
+        "duration_s": (_dt.datetime.now(_dt.UTC) - started).total_seconds(),
+        "machine": {
+            "platform": platform.platform(),
+            "devices": [str(d) for d in jax.devices()],
+            "cpu_count": os.cpu_count(),
+            "loadavg_start": load_start,
+        },
+        "versions": {"astroprob": ap.__version__, "jax": jax.__version__},
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "results": results,
+        "ensemble_cost": cost,
+    }
+
+
+def markdown(report: dict) -> str:
+    """The results as Markdown tables."""
+    s = report["settings"]
+    lines = [
+        f"Coverage shortfall = max over levels of (nominal - empirical coverage) on "
+        f"{s['coverage_sims']} simulations (target <= {TOLERANCE}); C2ST: mean over "
+        f"{s['observations']} reference observations. Ensemble K = {s['members']}, "
+        f"balanced lambda = {s['balance']}. {report['date']}, load average at start "
+        f"{report['machine']['loadavg_start']}.",
+        "",
+        "| task | budget | variant | shortfall | verdict | C2ST | epochs | train s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        cov, tr = r["coverage"], r["training"]
+        lines.append(
+            f"| {r['task']} | {r['budget']} | {r['variant']} | {cov['max_shortfall']:+.3f} | "
+            f"{cov['verdict']} | {_mean(r['c2st'])} | {tr['epochs']} | {tr['train_s']:.1f} |"
+        )
+    c = report["ensemble_cost"]
+    if c:
+        lines += [
+            "",
+            f"Ensemble training cost, K = {c['members']} ({s['tasks'][0]}, {s['budgets'][0]} "
+            "simulations):",
+            "",
+            "| | wall s | train s | compile s |",
+            "|---|---|---|---|",
+            f"| one program | {c['one_program']['wall_s']:.1f} | "
+            f"{c['one_program']['train_s']:.1f} | {c['one_program']['compile_s']:.1f} |",
+            f"| {c['members']} separate runs | {c['separate_total']['wall_s']:.1f} | "
+            f"{c['separate_total']['train_s']:.1f} | {c['separate_total']['compile_s']:.1f} |",
+            f"| ratio | {c['ratio_wall']:.2f} | {c['ratio_train']:.2f} | |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _mean(scores: list[float] | None) -> str:
+    return "n/a" if not scores else f"{float(np.mean(scores)):.3f}"
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def main() -> None:
+    """Run, then write JSON and Markdown."""
+    args = parse_args()
+    report = run(args)
+    report["machine"]["loadavg_end"] = _loadavg()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    args.output.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+    print(f"wrote {args.output} and {args.output.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()
