@@ -10,7 +10,10 @@ the centre of the array, ``((width - 1)/2, (height - 1)/2)`` in ``(x, y)``
 pixels. Orientation on the sky (north, east) is not used: parameters are in the
 pixel frame.
 
-`read_fits_image` reads one image HDU. `read_real_galaxy_catalog` reads a
+`read_fits_image` reads one image HDU, with its celestial WCS when the header
+has one; `sky_stamps` cuts stamps centred on sky positions with astropy's
+`~astropy.nddata.Cutout2D` and checks that the image's pixel scale is the one
+a network was trained at. `read_real_galaxy_catalog` reads a
 GalSim "real galaxy" catalogue (the format of the COSMOS and AEGIS samples:
 columns ``IDENT``, ``GAL_FILENAME``, ``GAL_HDU``, ``PSF_FILENAME``,
 ``PSF_HDU``, ``PIXEL_SCALE``, ``NOISE_VARIANCE``, optionally ``MAG`` and
@@ -28,16 +31,24 @@ from typing import Any, NamedTuple
 
 import astropy.units as u
 import numpy as np
+from astropy.coordinates import SkyCoord
 from astropy.io import fits
+from astropy.nddata import Cutout2D
+from astropy.nddata.utils import NoOverlapError, PartialOverlapError
 from astropy.table import Table
+from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs.utils import proj_plane_pixel_scales
 
 __all__ = [
     "Cutout",
     "FitsImage",
     "GalaxyStamp",
+    "SkyStamps",
     "cutout",
+    "image_pixel_scale",
     "read_fits_image",
     "read_real_galaxy_catalog",
+    "sky_stamps",
 ]
 
 _CATALOG_COLUMNS = (
@@ -60,12 +71,14 @@ class FitsImage:
         header: the HDU's FITS header.
         path: the file.
         hdu: the HDU index.
+        wcs: the celestial WCS of the header, or ``None`` if it has none.
     """
 
     data: np.ndarray
     header: fits.Header
     path: Path
     hdu: int
+    wcs: WCS | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -168,7 +181,129 @@ def read_fits_image(path: str | Path, hdu: int = 0) -> FitsImage:
             "(fill or mask them before use)"
         )
     array.setflags(write=False)
-    return FitsImage(data=array, header=header, path=path, hdu=int(hdu))
+    return FitsImage(data=array, header=header, path=path, hdu=int(hdu), wcs=_celestial_wcs(header))
+
+
+def _celestial_wcs(header: fits.Header) -> WCS | None:
+    """The header's celestial WCS, or None; a malformed WCS raises ValueError."""
+    if not any(key.startswith("CTYPE") for key in header):
+        return None
+    try:
+        with warnings.catch_warnings():
+            # Harmless header fix-ups (e.g. 'RADECSYS' renamed) are not the user's problem.
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            wcs = WCS(header, naxis=2)
+    except (ValueError, KeyError, MemoryError) as err:
+        raise ValueError(f"header: expected a valid celestial WCS; got an error: {err}") from err
+    return wcs if wcs.has_celestial else None
+
+
+class SkyStamps(NamedTuple):
+    """Stamps cut around sky positions, in the image convention of `SersicGalaxy`.
+
+    Attributes:
+        data: the stamps ``(n, height, width)`` float32.
+        x, y: pixel position ``(n,)`` of each requested sky position in the image
+            (0-based, ``x`` along ``NAXIS1``).
+        offset_x, offset_y: ``(n,)`` pixels from the stamp centre
+            ``((width - 1)/2, (height - 1)/2)`` to the requested position; within
+            ±0.5 (a stamp starts on a whole pixel).
+    """
+
+    data: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    offset_x: np.ndarray
+    offset_y: np.ndarray
+
+
+def image_pixel_scale(image: FitsImage) -> u.Quantity:
+    """Pixel side of ``image`` from its WCS (the mean of the two axes).
+
+    Raises:
+        ValueError: if the image has no celestial WCS or its pixels are not square
+            (axes differing by more than 1 %).
+    """
+    if image.wcs is None:
+        raise ValueError(
+            f"{image.path}: expected a celestial WCS (CTYPE1/2, CRVAL, CDELT or CD) in HDU "
+            f"{image.hdu}; found none"
+        )
+    scales = proj_plane_pixel_scales(image.wcs.celestial) * 3600.0  # deg -> arcsec
+    if abs(scales[0] - scales[1]) > 0.01 * max(scales):
+        raise ValueError(
+            f"{image.path}: expected square pixels; the WCS gives {scales[0]:.4g} x "
+            f"{scales[1]:.4g} arcsec"
+        )
+    return float(np.mean(scales)) * u.arcsec
+
+
+def sky_stamps(
+    image: FitsImage,
+    positions: SkyCoord,
+    shape: tuple[int, int],
+    *,
+    pixel_scale: u.Quantity | None = None,
+    rtol: float = 0.01,
+) -> SkyStamps:
+    """Cut ``shape`` stamps centred on sky ``positions`` with `~astropy.nddata.Cutout2D`.
+
+    Args:
+        image: an image with a celestial WCS (`read_fits_image`).
+        positions: sky coordinates, scalar or ``(n,)``.
+        shape: ``(height, width)`` of each stamp in pixels.
+        pixel_scale: if given, the pixel side the stamps must have (e.g. the one a
+            network was trained at); the image's WCS must agree within ``rtol``.
+        rtol: relative tolerance of the pixel-scale check.
+
+    Returns:
+        The stamps and where they lie, as `SkyStamps`.
+
+    Raises:
+        ValueError: if the image has no WCS, its pixel scale disagrees with
+            ``pixel_scale``, or a stamp does not lie wholly inside the image (the
+            message gives the position's index and coordinates).
+    """
+    if not isinstance(positions, SkyCoord):
+        raise TypeError(f"positions: expected an astropy SkyCoord; got {type(positions).__name__}")
+    scale = image_pixel_scale(image)
+    if pixel_scale is not None:
+        wanted = pixel_scale.to_value(u.arcsec)
+        if abs(scale.to_value(u.arcsec) - wanted) > rtol * wanted:
+            raise ValueError(
+                f"{image.path}: expected a pixel scale of {wanted:.4g} arcsec (the training "
+                f"images'); the WCS gives {scale.to_value(u.arcsec):.4g} arcsec"
+            )
+    height, width = int(shape[0]), int(shape[1])
+    coords = positions.reshape(-1) if positions.ndim else positions.reshape(1)
+    stamps, xs, ys, dxs, dys = [], [], [], [], []
+    for i, coord in enumerate(coords):
+        where = coord.icrs.to_string("decimal", precision=6)
+        try:
+            if not np.all(np.isfinite(image.wcs.world_to_pixel(coord))):
+                # The far side of the sky has no place on a tangent-plane projection.
+                raise NoOverlapError(f"{where} does not project onto the image")
+            cut = Cutout2D(image.data, coord, (height, width), wcs=image.wcs, mode="strict")
+        except (NoOverlapError, PartialOverlapError) as err:
+            raise ValueError(
+                f"{image.path}: position {i} (ra dec = {where} deg) needs a {height}x{width} "
+                f"stamp wholly inside the {image.data.shape[1]}x{image.data.shape[0]} image; "
+                f"it lies {'outside' if isinstance(err, NoOverlapError) else 'too near the edge'}"
+            ) from err
+        x, y = cut.input_position_original
+        cx, cy = cut.input_position_cutout
+        stamps.append(np.array(cut.data, dtype=np.float32))
+        xs.append(x)
+        ys.append(y)
+        dxs.append(cx - (width - 1) / 2)
+        dys.append(cy - (height - 1) / 2)
+    return SkyStamps(
+        data=np.stack(stamps),
+        x=np.asarray(xs),
+        y=np.asarray(ys),
+        offset_x=np.asarray(dxs),
+        offset_y=np.asarray(dys),
+    )
 
 
 def read_real_galaxy_catalog(

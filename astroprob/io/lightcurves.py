@@ -39,6 +39,7 @@ from jax.typing import ArrayLike
 __all__ = [
     "FLUXCAL_ZERO_POINT",
     "LightCurves",
+    "lightcurves_from_table",
     "read_ps1mds_metadata",
     "read_snana_fits",
     "read_snana_table",
@@ -636,6 +637,81 @@ def _parse_snana_text(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]
 
 
 # --------------------------------------------------------------------------- tables
+def lightcurves_from_table(
+    table: Table,
+    *,
+    bands: Sequence[str] | None = None,
+    max_points: int | None = None,
+    zero_point: float = FLUXCAL_ZERO_POINT,
+    source: str = "table",
+) -> LightCurves:
+    """Light curves from an astropy Table in long format: one row per observation.
+
+    The inverse of `LightCurves.to_table` (stacked over objects). Columns: ``mjd``
+    (days; a Quantity in a time unit or plain MJD), ``band``, ``flux``,
+    ``flux_err`` (the flux unit of ``zero_point``), and ``id`` when the table holds
+    more than one object (else ``meta["id"]`` or ``"0"``); an optional
+    ``redshift`` column must be constant within each object.
+
+    Args:
+        table: the observations.
+        bands: bands to keep, in this order; default all, blue to red.
+        max_points: padded length per band; default the largest count.
+        zero_point: zero point of the fluxes, mag.
+        source: name for error messages.
+
+    Returns:
+        `LightCurves`, objects in order of first appearance.
+
+    Raises:
+        ValueError: if a column is missing, ``mjd`` has non-time units, values are
+            non-finite, errors are not positive, or a redshift varies within an object.
+    """
+    missing = [c for c in ("mjd", "band", "flux", "flux_err") if c not in table.colnames]
+    if missing:
+        raise ValueError(f"{source}: expected columns mjd, band, flux, flux_err; missing {missing}")
+    mjd = table["mjd"]
+    if isinstance(mjd, u.Quantity):
+        if not mjd.unit.is_equivalent(u.day):
+            raise ValueError(f"{source}: column 'mjd': expected a time unit (day); got {mjd.unit}")
+        mjd = mjd.to_value(u.day)
+    mjd = np.asarray(mjd, dtype=np.float64)
+    flux = np.asarray(getattr(table["flux"], "value", table["flux"]), dtype=np.float64)
+    err = np.asarray(getattr(table["flux_err"], "value", table["flux_err"]), dtype=np.float64)
+    band = np.asarray([str(b) for b in table["band"]])
+    if "id" in table.colnames:
+        obj = np.asarray([str(i) for i in table["id"]])
+    else:
+        obj = np.full(len(table), str(table.meta.get("id", "0")))
+    ids = list(dict.fromkeys(obj.tolist()))
+    observations, redshift = [], []
+    for name in ids:
+        rows = obj == name
+        _check_values(source, name, mjd[rows], flux[rows], err[rows])
+        observations.append((mjd[rows], band[rows], flux[rows], err[rows]))
+        if "redshift" in table.colnames:
+            z = np.unique(np.asarray(table["redshift"], dtype=np.float64)[rows])
+            if len(z) != 1:
+                raise ValueError(f"{source}: object {name!r} has several redshifts {z.tolist()}")
+            redshift.append(float(z[0]))
+        else:
+            redshift.append(
+                float(table.meta.get("redshift", math.nan)) if len(ids) == 1 else math.nan
+            )
+    band_names, time, fl, fe, mask = _pack(ids, observations, bands, max_points, source)
+    return LightCurves(
+        ids=tuple(ids),
+        bands=band_names,
+        time=time,
+        flux=fl,
+        flux_err=fe,
+        mask=mask,
+        redshift=np.asarray(redshift),
+        zero_point=float(zero_point),
+        source=source,
+    )
+
+
 def read_snana_table(path: str | Path) -> Table:
     """Read an SNANA key/value table (``VARNAMES:`` header, ``SN:`` rows), e.g. a FITRES file.
 

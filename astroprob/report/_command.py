@@ -16,7 +16,7 @@ class CalibrateConfig:
     """Options of ``astroprob calibrate``.
 
     Attributes:
-        run_dir: directory written by ``NPE.save``.
+        run_dir: run directory (``astroprob train``) or directory written by ``NPE.save``.
         out: the HTML report to write.
         json: optional path of the JSON numbers.
         num_simulations: held-out simulations.
@@ -37,10 +37,15 @@ class CalibrateConfig:
 
 
 def run_calibrate(config: CalibrateConfig) -> CalibrationReport:
-    """Load the saved NPE (its task rebuilt by name), calibrate it and write the report."""
-    from astroprob.inference import NPE
+    """Load the saved NPE, calibrate it and write the report.
 
-    npe = NPE.load(config.run_dir)
+    The task (and embedding) are rebuilt from the run directory's ``run.toml``
+    for a run made by ``astroprob train``, or from the task's name for a
+    directory written by ``NPE.save`` with a built-in task.
+    """
+    from astroprob.io.runs import load_run
+
+    npe = load_run(config.run_dir)
     task = npe.task
     observations = None
     if config.observations and task.num_observations:

@@ -27,36 +27,24 @@ def test_example_runs(script, args, monkeypatch, capsys):
     assert "trained on 300 simulations" in capsys.readouterr().out
 
 
-def test_demo_command_writes_its_outputs(tmp_path, capsys):
-    out = tmp_path / "demo"
-    status = cli.main(
-        [
-            "demo",
-            "--out",
-            str(out),
-            "--num-simulations",
-            "300",
-            "--max-epochs",
-            "2",
-            "--num-samples",
-            "200",
-            "--no-progress",
-        ]
-    )
-    assert status == 0
-    for name in ("run/config.json", "run/weights.msgpack", "summary.ecsv", "posterior.png"):
-        assert (out / name).is_file(), name
-    printed = capsys.readouterr().out
-    assert "theta_1_mean" in printed
-    assert str(out / "posterior.png") in printed
+def test_every_example_is_run_by_a_test():
+    # A new example without a test would rot unnoticed: each script must be named in a test.
+    tests = Path(__file__).resolve().parents[1]
+    text = "\n".join(p.read_text() for p in tests.rglob("test_*.py"))
+    scripts = sorted(p.name for p in EXAMPLES.glob("*.py"))
+    assert scripts, EXAMPLES
+    assert [name for name in scripts if f'"{name}"' not in text] == []
 
 
 def test_cli_reports_errors_in_one_line(tmp_path, capsys):
     status = cli.main(["demo", "--out", str(tmp_path), "--num-simulations", "0", "--no-progress"])
     err = capsys.readouterr().err
     assert status == 1
-    assert err.startswith("astroprob demo: error: n: expected a positive integer")
+    assert err.startswith("astroprob demo: error:")
+    assert "num_simulations" in err
+    assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # checked before anything is written
 
 
 def test_calibration_report_example_and_calibrate_command(tmp_path, monkeypatch, capsys):
@@ -98,5 +86,5 @@ def test_calibrate_command_reports_a_missing_run_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 1
     assert err.startswith("astroprob calibrate: error:")
-    assert "config.json" in err
+    assert f"{tmp_path / 'nothing'}: no such directory; expected a run directory" in err
     assert "Traceback" not in err
