@@ -130,17 +130,20 @@ def coverage(npe: ap.NPE, task, key, args: argparse.Namespace) -> dict:
 
 
 def c2st_scores(npe: ap.NPE, task, key, args: argparse.Namespace) -> list[float] | None:
-    """C2ST against the sbibm reference posterior for observations 1..n (None if absent)."""
+    """C2ST against the sbibm reference posterior for those of observations 1..n that have one.
+
+    Returns None when no observation has reference samples.
+    """
     scores = []
     for i in range(1, args.observations + 1):
         try:
             reference = reference_posterior_samples(task.name, i)
         except (FileNotFoundError, ValueError):
-            return None
+            continue
         n = min(args.c2st_samples, len(reference))
         samples = npe.posterior(task.observation(i)).sample(jax.random.fold_in(key, i), n)
         scores.append(c2st(reference[:n], np.asarray(samples)))
-    return scores
+    return scores or None
 
 
 def ensemble_cost(task, theta, x, args: argparse.Namespace) -> dict:

@@ -94,6 +94,23 @@ def sha256(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+def publish_mode(tmp: str | Path, path: Path) -> None:
+    """Give the temporary file ``tmp`` the permissions ``path`` should end up with.
+
+    ``mkstemp`` creates files readable by their owner only; a file written
+    atomically keeps the mode of the file it replaces, or else gets the usual
+    mode of a new file (``0o666`` less the umask), so collaborators can read runs
+    and catalogs as they could any other file.
+    """
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(tmp, mode)
+
+
 def write_atomic(path: Path, blob: bytes) -> None:
     """Write ``blob`` to ``path`` through a temporary file and a rename.
 
@@ -106,6 +123,7 @@ def write_atomic(path: Path, blob: bytes) -> None:
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
+        publish_mode(tmp, path)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

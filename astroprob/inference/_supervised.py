@@ -112,12 +112,14 @@ def bind(network: nnx.Module, method: str) -> Any:
 
 
 def batched(fn: Any, x: np.ndarray, chunk: int = 512) -> np.ndarray:
-    """``fn(x)`` evaluated in fixed-size chunks, so any ``n`` reuses one compilation.
+    """``fn(x)`` evaluated in fixed-size chunks, so that calls of any ``n`` share compilations.
 
+    ``n >= chunk`` uses chunks of ``chunk`` rows; a smaller ``n`` is padded to the
+    next power of two, so at most ``log2(chunk) + 1`` shapes are ever compiled.
     ``fn`` maps ``(chunk, ...)`` to ``(..., chunk, k)``; results are joined on axis -2.
     """
     n = len(x)
-    chunk = min(chunk, n)
+    chunk = min(chunk, 1 << max(0, (n - 1).bit_length()))
     out = []
     for start in range(0, n, chunk):
         part = x[start : start + chunk]

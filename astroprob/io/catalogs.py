@@ -11,8 +11,7 @@ and one vector column per parameter, and `read_samples` reads them back.
 
 Examples:
     >>> import numpy as np, astropy.units as u
-    >>> from astropy.io.fits.verify import VerifyWarning
-from astropy.table import QTable
+    >>> from astropy.table import QTable
     >>> summary = QTable({"obs": [0, 1], "flux_mean": [10.0, 20.0] * u.ct})
     >>> cat = posterior_catalog(summary, ids=["a", "b"], columns={"ra": [1.0, 2.0] * u.deg})
     >>> cat.colnames
@@ -32,6 +31,8 @@ import astropy.units as u
 import numpy as np
 from astropy.io.fits.verify import VerifyWarning
 from astropy.table import QTable
+
+from astroprob.inference._checkpoint import publish_mode
 
 __all__ = [
     "TABLE_FORMATS",
@@ -136,6 +137,7 @@ def write_table(table: QTable, path: str | Path, *, overwrite: bool = False) -> 
             table.write(tmp, format=fmt, overwrite=True)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        publish_mode(tmp, path)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -637,6 +637,33 @@ def _parse_snana_text(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]
 
 
 # --------------------------------------------------------------------------- tables
+def _with_unit(column: Any) -> Any:
+    """A Quantity for a Quantity or a Table column that carries a unit; else the column."""
+    if isinstance(column, u.Quantity) or getattr(column, "unit", None) is None:
+        return column
+    return u.Quantity(column)
+
+
+def _flux_values(column: Any, name: str, zero_point: float, source: str) -> np.ndarray:
+    """Fluxes in the system of ``zero_point`` (mag), converting spectral flux densities (AB).
+
+    Plain numbers and dimensionless columns are taken to be in that system already.
+    """
+    values = _with_unit(column)
+    if isinstance(values, u.Quantity):
+        if values.unit.is_equivalent(u.Jy):
+            # AB: flux 1 in this system has magnitude zero_point: 10^(-0.4 (zp - 8.90)) Jy.
+            values = values.to_value(u.Unit(10 ** (-0.4 * (zero_point - 8.90)) * u.Jy))
+        elif values.unit.is_equivalent(u.dimensionless_unscaled):
+            values = values.to_value(u.dimensionless_unscaled)
+        else:
+            raise ValueError(
+                f"{source}: column {name!r}: expected fluxes in the zero point's system "
+                f"(plain numbers) or a spectral flux density such as nJy; got unit {values.unit}"
+            )
+    return np.asarray(values, dtype=np.float64)
+
+
 def lightcurves_from_table(
     table: Table,
     *,
@@ -649,7 +676,8 @@ def lightcurves_from_table(
 
     The inverse of `LightCurves.to_table` (stacked over objects). Columns: ``mjd``
     (days; a Quantity in a time unit or plain MJD), ``band``, ``flux``,
-    ``flux_err`` (the flux unit of ``zero_point``), and ``id`` when the table holds
+    ``flux_err`` (plain numbers in the system of ``zero_point``, or a spectral
+    flux density such as nJy, converted with the AB zero point), and ``id`` when the table holds
     more than one object (else ``meta["id"]`` or ``"0"``); an optional
     ``redshift`` column must be constant within each object.
 
@@ -670,14 +698,14 @@ def lightcurves_from_table(
     missing = [c for c in ("mjd", "band", "flux", "flux_err") if c not in table.colnames]
     if missing:
         raise ValueError(f"{source}: expected columns mjd, band, flux, flux_err; missing {missing}")
-    mjd = table["mjd"]
+    mjd = _with_unit(table["mjd"])
     if isinstance(mjd, u.Quantity):
         if not mjd.unit.is_equivalent(u.day):
             raise ValueError(f"{source}: column 'mjd': expected a time unit (day); got {mjd.unit}")
         mjd = mjd.to_value(u.day)
     mjd = np.asarray(mjd, dtype=np.float64)
-    flux = np.asarray(getattr(table["flux"], "value", table["flux"]), dtype=np.float64)
-    err = np.asarray(getattr(table["flux_err"], "value", table["flux_err"]), dtype=np.float64)
+    flux = _flux_values(table["flux"], "flux", zero_point, source)
+    err = _flux_values(table["flux_err"], "flux_err", zero_point, source)
     band = np.asarray([str(b) for b in table["band"]])
     if "id" in table.colnames:
         obj = np.asarray([str(i) for i in table["id"]])

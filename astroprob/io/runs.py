@@ -831,14 +831,26 @@ def infer_lightcurves(
     batches = [read_snana_fits(h, bands=task.bands) for h in heads]
     if texts:
         batches.append(read_snana_text(texts, bands=task.bands))
-    ids, redshift, t_ref, observations = [], [], [], []
+    ids, redshift, t_ref, observations, dropped = [], [], [], [], []
     for lcs in batches:
         t = lcs.brightest_time(task.bands)
-        observations.append(task.observe(lcs, t, drop_outside=True))
+        obs = task.observe(lcs, t, drop_outside=True)
+        observations.append(obs)
         ids.extend(lcs.ids)
         redshift.append(lcs.redshift)
         t_ref.append(t)
+        # Points outside the survey's time window around t_ref are left out: count them.
+        band_index = [lcs.bands.index(b) for b in task.bands]
+        total = lcs.mask[:, band_index].reshape(len(obs), -1).sum(axis=1)
+        dropped.append(total - (obs[..., 3] > 0).reshape(len(obs), -1).sum(axis=1))
     x = np.concatenate(observations)
+    dropped = np.concatenate(dropped)
+    if dropped.any():
+        log(
+            f"left out {int(dropped.sum())} points outside the survey's time window "
+            f"{task.survey.time_range} d around the brightest epoch "
+            f"({int((dropped > 0).sum())} objects; column 'n_dropped')"
+        )
     if len(set(ids)) != len(ids):
         raise ValueError("inputs: an object id appears in more than one input")
     log(f"inferring {len(x)} light curves with {num_samples} posterior samples each ...")
@@ -850,7 +862,11 @@ def infer_lightcurves(
         samples_out=samples_out,
         overwrite=overwrite,
         ids=np.array(ids),
-        columns={"redshift": np.concatenate(redshift), "t_ref": np.concatenate(t_ref) * u.day},
+        columns={
+            "redshift": np.concatenate(redshift),
+            "t_ref": np.concatenate(t_ref) * u.day,
+            "n_dropped": dropped,
+        },
         batch_size=batch_size,
     )
     catalog.meta["run"] = source or str(run)
@@ -930,6 +946,12 @@ def _stamps(
         return np.stack([im.data for im in images]), columns
     ids, coords, table = read_positions(positions)
     names = [im.path.name for im in images]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(
+            f"inputs: expected images with distinct file names (the positions table's "
+            f"'image' column names them); got {repeated} more than once"
+        )
     if "image" in table.colnames:
         wanted = np.array([str(v) for v in table["image"]])
         unknown = sorted(set(wanted) - set(names))

@@ -358,6 +358,10 @@ class EquivariantCNN(nnx.Module):
             ("hidden", hidden),
         ):
             _check_positive(name, value)
+        for name, value in (("kernel_size", kernel_size), ("group_kernel_size", group_kernel_size)):
+            _check_positive(name, value)
+            if value % 2 == 0:
+                raise ValueError(f"{name}: expected an odd number; got {value}")
         channels = tuple(channels)
         if not channels or not all(
             isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in channels

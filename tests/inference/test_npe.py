@@ -167,6 +167,7 @@ def test_log_prob_is_minus_inf_outside_and_normalised_inside(box_npe):
     assert mass == pytest.approx(1.0, abs=0.03)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["two_moons", "gaussian_linear_uniform"])
 def test_benchmark_box_priors_hold_all_samples(name):
     task = ap.tasks.get(name)

@@ -87,3 +87,23 @@ def test_bad_tables_raise(edit, match):
     edit(table)
     with pytest.raises(ValueError, match=match):
         lightcurves_from_table(table)
+
+
+def test_flux_units_are_converted_or_rejected():
+    def table(flux_unit):
+        return QTable(
+            {
+                "mjd": [1.0, 2.0, 3.0] * u.day,
+                "band": ["g", "g", "r"],
+                "flux": [100.0, 200.0, 300.0] * flux_unit,
+                "flux_err": [10.0, 10.0, 10.0] * flux_unit,
+            }
+        )
+
+    plain = lightcurves_from_table(table(u.dimensionless_unscaled), zero_point=27.5)
+    # One FLUXCAL unit (zero point 27.5) is 10^(-0.4 (27.5 - 8.9)) Jy = 36.31 nJy.
+    one_unit_njy = 10 ** (-0.4 * (27.5 - 8.9)) * 1e9
+    scaled = lightcurves_from_table(table(one_unit_njy * u.nJy), zero_point=27.5)
+    assert np.allclose(np.asarray(scaled.flux), np.asarray(plain.flux), rtol=1e-6)
+    with pytest.raises(ValueError, match="column 'flux'.*spectral flux density"):
+        lightcurves_from_table(table(u.m), zero_point=27.5)

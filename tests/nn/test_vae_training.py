@@ -31,6 +31,7 @@ def noise_variance(task):
     return float(task.noise_variance(jnp.zeros((1, 1)))[0, 0])
 
 
+@pytest.mark.slow
 def test_training_lowers_the_validation_loss_and_changes_the_weights():
     task = small_task()
     _, x = task.simulate(jax.random.key(0), 240)
