@@ -292,6 +292,24 @@ def test_save_load_round_trip_is_bit_identical(box_npe, box_task, tmp_path):
     assert not list((tmp_path / "run").glob("*.tmp"))
 
 
+def test_saved_run_loads_without_pickle(box_npe, box_task, tmp_path, monkeypatch):
+    import pickle
+
+    box_npe.save(tmp_path / "run")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "config.json",
+        "weights.msgpack",
+    ]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("NPE.load must not unpickle anything")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    loaded = NPE.load(tmp_path / "run", task=box_task)
+    assert loaded.is_fitted
+
+
 def test_load_rejects_foreign_newer_and_mixed_files(box_npe, box_task, tmp_path):
     run = box_npe.save(tmp_path / "run")
     config = json.loads((run / "config.json").read_text())
