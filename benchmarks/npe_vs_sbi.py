@@ -2,8 +2,9 @@
 
 For each task and simulation budget the simulations are drawn ONCE with
 astroprob's task (fixed seed) and both libraries train a neural spline flow on
-the very same (theta, x) with the same training settings. Each (library, task,
-budget) runs in its own subprocess, pinned to the same CPU cores, so that peak
+the very same (theta, x) with the same training settings (each library keeps
+its own default minibatch size and weight decay). Each (library, task, budget)
+runs in its own subprocess, pinned to the same CPU cores, so that peak
 memory (``ru_maxrss``) and thread counts are measured per library. C2ST against
 the sbibm reference posteriors is computed afterwards, for both libraries with
 ``astroprob.diagnostics.c2st``, outside the timed subprocesses.
@@ -53,14 +54,17 @@ LIBRARIES = ("astroprob", "sbi")
 NSF_SIZES = {"hidden_features": 50, "num_transforms": 5, "num_bins": 10, "tail_bound": 3.0}
 ASTROPROB_NSF_EXTRA = {"num_hidden_layers": 2}
 SBI_NSF_EXTRA = {"num_blocks": 2}
+# astroprob.inference.npe.NPE_TRAINING_DEFAULTS, written out so that the sbi workers
+# never import JAX; tests/inference/test_benchmark_defaults.py checks that they agree.
+ASTROPROB_DEFAULTS = {"batch_size": 50, "weight_decay": 0.1}
 ARCHITECTURE_NOTES = {
     "astroprob": (
         "coupling RQ-spline flow (astroprob defaults); conditioner: MLP on [theta_identity, x] "
         "with num_hidden_layers=2 hidden ReLU layers of hidden_features; a conditional "
         "elementwise affine layer (MLP + linear map of x) first on the data side; an "
         "LU-linear layer after each coupling layer and reverse permutations between them; "
-        "trained in the unconstrained space of the prior's support (numpyro biject_to), "
-        "z-scored there"
+        "trained in an unconstrained space of the prior's support (identity on box priors "
+        "but for 1% exponential margins at each edge, SoftIntervalTransform), z-scored there"
     ),
     "sbi": (
         "nflows coupling RQ-spline flow (sbi build_nsf); conditioner: nflows ResidualNet "
@@ -208,7 +212,7 @@ def _worker_astroprob(spec: dict, data_path: Path) -> dict:
         theta,
         x,
         learning_rate=tr["learning_rate"],
-        batch_size=tr["batch_size"],
+        batch_size=spec["astroprob_batch_size"],
         validation_fraction=tr["validation_fraction"],
         patience=tr["patience"],
         clip_norm=tr["clip_norm"],
@@ -605,14 +609,17 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "cores": args.cores,
         "training": {
             "learning_rate": 5e-4,
-            "batch_size": 200,
+            "batch_size": args.sbi_batch_size,
             "validation_fraction": 0.1,
             "patience": 20,
             "clip_norm": 5.0,
             "max_epochs": args.max_epochs,
         },
-        # sbi trains with torch Adam without weight decay; astroprob's AdamW default is also 0.
+        # Each library trains with its own defaults for the minibatch size and weight
+        # decay (sbi: 200 and torch Adam without decay; astroprob NPE: 50 and AdamW 0.1);
+        # everything else in "training" is shared.
         "astroprob_weight_decay": args.astroprob_weight_decay,
+        "astroprob_batch_size": args.astroprob_batch_size,
         "nsf_sizes": NSF_SIZES,
         "astroprob_nsf_extra": ASTROPROB_NSF_EXTRA,
         "sbi_nsf_extra": SBI_NSF_EXTRA,
@@ -672,7 +679,15 @@ def run_benchmark(args: argparse.Namespace) -> dict:
                     "data_path": str(data_path),
                     "result_path": str(workdir / f"result_{stem}.json"),
                     "samples_path": str(workdir / f"samples_{stem}.npy"),
-                    **{k: settings[k] for k in ("training", "astroprob_weight_decay", "repeats")},
+                    **{
+                        k: settings[k]
+                        for k in (
+                            "training",
+                            "astroprob_weight_decay",
+                            "astroprob_batch_size",
+                            "repeats",
+                        )
+                    },
                     **{
                         k: settings[k]
                         for k in ("single_num_samples", "batch_num_samples", "c2st_num_samples")
@@ -748,7 +763,8 @@ def render_markdown(doc: dict) -> str:
         SECTION,
         "",
         "astroprob's NPE (JAX, Flax NNX) against sbi's NPE (PyTorch) on the same simulations "
-        "with the same training settings, made by `benchmarks/npe_vs_sbi.py` "
+        "with the same network sizes and training settings (but each library's own default "
+        "minibatch size and weight decay), made by `benchmarks/npe_vs_sbi.py` "
         "(see `benchmarks/README.md` for the method). Raw numbers: "
         f"`{doc.get('output', 'benchmarks/results/npe_vs_sbi.json')}`.",
         "",
@@ -772,10 +788,13 @@ def render_markdown(doc: dict) -> str:
             if one_min and max(one_min) > len(s["cores"]) + 0.5
             else []
         ),
-        f"- **Training**: batch {tr['batch_size']}, learning rate {tr['learning_rate']}, "
+        f"- **Training**: learning rate {tr['learning_rate']}, "
         f"validation fraction {tr['validation_fraction']}, patience {tr['patience']}, "
-        f"clip norm {tr['clip_norm']}, max epochs {tr['max_epochs']}; astroprob AdamW "
-        f"weight decay {s['astroprob_weight_decay']} (sbi: Adam, none). NSF with "
+        f"clip norm {tr['clip_norm']}, max epochs {tr['max_epochs']} on both sides; each "
+        f"library's own default minibatch and weight decay: astroprob batch "
+        f"{s.get('astroprob_batch_size', tr['batch_size'])}, AdamW weight decay "
+        f"{s['astroprob_weight_decay']}; sbi batch {tr['batch_size']}, Adam without decay. "
+        "NSF with "
         + ", ".join(f"{k}={val}" for k, val in s["nsf_sizes"].items())
         + " on both sides; conditioners: astroprob a 2-hidden-layer MLP, sbi a 2-block "
         "ResidualNet (+ LU-linear layers), hence different parameter counts (below).",
@@ -997,8 +1016,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--astroprob-weight-decay",
         type=float,
-        default=0.0,
-        help="AdamW weight decay for astroprob (0 matches sbi's Adam; also astroprob's default)",
+        default=ASTROPROB_DEFAULTS["weight_decay"],
+        help="AdamW weight decay for astroprob (default: NPE's own default)",
+    )
+    p.add_argument(
+        "--astroprob-batch-size",
+        type=int,
+        default=ASTROPROB_DEFAULTS["batch_size"],
+        help="minibatch size for astroprob (default: NPE's own default)",
+    )
+    p.add_argument(
+        "--sbi-batch-size",
+        type=int,
+        default=200,
+        help="minibatch size for sbi (default: sbi's own default, 200)",
     )
     p.add_argument(
         "--cores", type=str, default=None, help="CPU cores to pin every run to (default 0,1)"

@@ -12,6 +12,16 @@ B. Real: train a 3-band (gri colour JPEG) VAE on 70 % of the 556 Galaxy Zoo
    (logistic regression on the latent means, fitted on the training images,
    scored on the held-out ones) for the 6 Galaxy Zoo classes, with a PCA-of-pixels
    probe of the same size as a baseline.
+D. Hubble Deep Field: 3-band stamps cut around the sources detected in the HDF
+   colour JPEG (local maxima of the smoothed grey image, 10 sigma above the sky,
+   at least half a stamp apart and from the edges); a VAE trained on 80 % of them,
+   held-out ELBO / IW bound reported. No labels: a real-image test of training
+   and evaluation only.
+E. Latent as summary: NPE on the simulation task of A, with the CNN embedding
+   (`ConvEmbedding`, trained jointly) against the encoder of the VAE of A, frozen
+   and fine-tuned, at --npe-budgets simulations; metric: mean log q(θ | x) of the
+   true parameters of the held-out simulations. The VAE itself was trained on
+   --num-sims unlabeled stamps, so at small budgets it brings more images.
 C. Representativeness: the atypicality score of a VAE trained on simulated
    Sersic galaxies (experiment A), evaluated on the real cutouts (grey, rescaled
    to the simulations' noise level): do mergers score as more atypical than
@@ -51,6 +61,12 @@ ROOT = Path(__file__).resolve().parent
 DATA = Path(
     os.environ.get("ASTROPROB_GZ1_DATA", ROOT.parent.parent / "shared/data/galaxyzoo1_sdss_subset")
 )
+HDF_IMAGE = Path(
+    os.environ.get(
+        "ASTROPROB_HDF_IMAGE",
+        ROOT.parent.parent / "shared/data/hubble_deep_field_skimage/hubble_deep_field.jpg",
+    )
+)
 CLASS_NAMES = ["elliptical", "spiral_cw", "spiral_acw", "edge_on", "dont_know", "merger"]
 
 
@@ -82,20 +98,65 @@ def load_sdss(stamp: int, crop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
         a = a.reshape(stamp, factor, stamp, factor, 3).mean(axis=(1, 3))
         images.append(a)
         labels.append(int(row["CLASS"]))
-    images = np.stack(images)
+    images, variance = sky_subtract(np.stack(images), 1.0 / (factor * np.sqrt(12.0)))
+    return images, variance, np.array(labels)
+
+
+def sky_subtract(images: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Subtract each stamp's sky (median of a 3-pixel border, per band) and estimate
+    its noise variance ``(n, 1, 1, bands)`` from the same border; ``floor`` (DN) is
+    the JPEG quantisation limit on the noise."""
+    stamp = images.shape[1]
     ring = np.ones((stamp, stamp), bool)
     ring[3:-3, 3:-3] = False
-    border = images[:, ring, :]  # (n, pixels, 3)
+    border = images[:, ring, :]  # (n, pixels, bands)
     background = np.median(border, axis=1)
     sigma = 1.4826 * np.median(np.abs(border - background[:, None, :]), axis=1)
     sigma = np.maximum(sigma, np.std(border, axis=1))  # MAD is 0 on quantised flat skies
-    sigma = np.maximum(sigma, 1.0 / (factor * np.sqrt(12.0)))  # JPEG quantisation floor
+    sigma = np.maximum(sigma, floor)
     images = images - background[:, None, None, :]
-    return (
-        images.astype(np.float32),
-        (sigma**2)[:, None, None, :].astype(np.float32),
-        np.array(labels),
+    return images.astype(np.float32), (sigma**2)[:, None, None, :].astype(np.float32)
+
+
+def load_hdf(stamp: int, nsigma: float = 10.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stamps ``(n, stamp, stamp, 3)`` around the sources of the Hubble Deep Field JPEG
+    (sky-subtracted per stamp), the field's noise variance per band ``(n, 1, 1, 3)``
+    and the stamp centres ``(n, 2)`` (row, column)."""
+    from PIL import Image
+    from scipy import ndimage
+
+    rgb = np.asarray(Image.open(HDF_IMAGE), dtype=np.float64)
+    grey = ndimage.uniform_filter(rgb.mean(axis=-1), size=3)
+    sky = np.median(grey)
+    sigma = 1.4826 * np.median(np.abs(grey - sky))
+    peaks = (grey == ndimage.maximum_filter(grey, size=stamp // 2 + 1)) & (
+        grey > sky + nsigma * sigma
     )
+    half = stamp // 2
+    # A saturated core is a plateau of equal maxima: keep one peak per plateau.
+    labels, count = ndimage.label(peaks)
+    rows, cols = (
+        np.round(np.asarray(ndimage.center_of_mass(peaks, labels, range(1, count + 1))))
+        .astype(int)
+        .T
+    )
+    inside = (
+        (rows >= half)
+        & (rows + half <= grey.shape[0])
+        & (cols >= half)
+        & (cols + half <= grey.shape[1])
+    )
+    centres = np.stack([rows[inside], cols[inside]], axis=1)
+    images = np.stack(
+        [rgb[r - half : r - half + stamp, c - half : c - half + stamp] for r, c in centres]
+    )
+    images, _ = sky_subtract(images, 0.0)
+    # One noise level per band for the whole field: stamp borders often hold neighbours.
+    flat = rgb.reshape(-1, 3)
+    band_sigma = 1.4826 * np.median(np.abs(flat - np.median(flat, axis=0)), axis=0)
+    band_sigma = np.maximum(band_sigma, 1.0 / np.sqrt(12.0))  # JPEG quantisation floor
+    variance = np.broadcast_to((band_sigma**2)[None, None, None, :], (len(images), 1, 1, 3))
+    return images, variance.astype(np.float32), centres
 
 
 def to_sim_units(images: np.ndarray, variance: np.ndarray, sim_variance: float):
@@ -175,11 +236,14 @@ def main() -> None:
     p.add_argument("--iw-samples", type=int, default=1000)
     p.add_argument("--num-eval", type=int, default=500, help="held-out simulations evaluated")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--npe-budgets", type=int, nargs="+", default=[1000, 10_000])
+    p.add_argument("--npe-max-epochs", type=int, default=300)
     p.add_argument("--output", type=Path, default=None)
     args = p.parse_args()
     if args.quick:
         args.num_sims, args.max_epochs, args.num_eval = 1200, 6, 100
         args.latent_dim = 8
+        args.npe_budgets, args.npe_max_epochs = [300], 3
     name = "vae_galaxies_quick" if args.quick else "vae_galaxies"
     output = args.output or ROOT / "results" / f"{name}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -318,10 +382,102 @@ def main() -> None:
         "threshold": reference.threshold,
     }
     print("C done", json.dumps(result["atypicality"]["per_class"]))
+
+    # ----------------------------------------------------- D: Hubble Deep Field
+    hdf, hdf_var, centres = load_hdf(args.stamp)
+    k_split, k_fit_hdf, k_eval_hdf = jax.random.split(jax.random.fold_in(key, 4), 3)
+    held_hdf = np.zeros(len(hdf), bool)
+    held_hdf[np.asarray(jax.random.permutation(k_split, len(hdf)))[: len(hdf) // 5]] = True
+    hdf_model = V.ConvVAE(
+        (args.stamp, args.stamp),
+        in_channels=3,
+        latent_dim=args.latent_dim,
+        channels=channels,
+        hidden=hidden,
+        rngs=nnx.Rngs(args.seed + 2),
+    )
+    hdf_var_full = np.broadcast_to(hdf_var, hdf.shape)
+    t0 = time.perf_counter()
+    history_hdf = V.fit_vae(
+        k_fit_hdf,
+        hdf_model,
+        hdf[~held_hdf],
+        hdf_var_full[~held_hdf],
+        **train_opts | {"patience": 20},
+    )
+    hdf_result = {
+        "train_time_s": time.perf_counter() - t0,
+        "num_sources": len(hdf),
+        "num_train": int((~held_hdf).sum()),
+        "num_held_out": int(held_hdf.sum()),
+        "history": {
+            "best_epoch": history_hdf.best_epoch,
+            "epochs": len(history_hdf.validation_loss),
+        },
+    }
+    hdf_result |= bounds(
+        k_eval_hdf, hdf_model, hdf[held_hdf], hdf_var_full[held_hdf], args.iw_samples, 4
+    )
+    hdf_result["figures"] = save_figures(
+        output.with_suffix("").with_name(name + "_hdf"),
+        hdf_model,
+        hdf[held_hdf],
+        np.log10(np.maximum(hdf[held_hdf].sum(axis=(1, 2, 3)), 1.0)),
+        "log10 summed DN",
+    )
+    result["real_hdf"] = hdf_result
+    print("D done", json.dumps({k: v for k, v in hdf_result.items() if "nats" in k}))
+
+    # ------------------------------------------------ E: the latent as an NPE summary
+    result["npe_summary"] = npe_embeddings(task, sim_model, theta_test, x_test, args)
+    print("E done", json.dumps(result["npe_summary"]))
     result["machine"]["loadavg_end"] = os.getloadavg()
     output.write_text(json.dumps(result, indent=2, default=float) + "\n")
     output.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))
+
+
+def npe_embeddings(task, vae_model, theta_test, x_test, args) -> list[dict]:
+    """Mean held-out log q(θ | x) of NPE with a CNN vs the VAE encoder as embedding."""
+    import astroprob as ap
+
+    theta_all, x_all = task.simulate(jax.random.key(args.seed + 7), max(args.npe_budgets))
+    stamp = (args.stamp, args.stamp)
+    embeddings = {
+        "CNN (ConvEmbedding, joint)": lambda: (
+            ap.nn.ConvEmbedding(stamp, features=32, rngs=nnx.Rngs(args.seed)),
+            "auto",
+        ),
+        "VAE encoder, frozen": lambda: (V.VAEEmbedding(vae_model), "none"),
+        "VAE encoder, fine-tuned": lambda: (V.VAEEmbedding(vae_model, trainable=True), "none"),
+    }
+    rows = []
+    for budget in args.npe_budgets:
+        for label, make in embeddings.items():
+            embedding, scaling = make()
+            t0 = time.perf_counter()
+            npe = ap.NPE(task, embedding=embedding, x_scaling=scaling)
+            npe.fit(
+                jax.random.key(args.seed + 8),
+                theta_all[:budget],
+                x_all[:budget],
+                max_epochs=args.npe_max_epochs,
+                progress_bar=False,
+            )
+            fit_s = time.perf_counter() - t0
+            logq = np.asarray(npe.posterior(x_test).log_prob(jnp.asarray(theta_test)[:, None, :]))
+            rows.append(
+                {
+                    "embedding": label,
+                    "budget": budget,
+                    "mean_log_q": float(logq.mean()),
+                    "sem_log_q": float(logq.std() / np.sqrt(logq.size)),
+                    "epochs": len(npe.history.train_loss),
+                    "fit_s": fit_s,
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def pca_features(flat: np.ndarray, train: np.ndarray, k: int) -> np.ndarray:
@@ -359,7 +515,16 @@ def markdown(r: dict) -> str:
         f"{r['settings']['iw_samples']} (nats, mean / median) | ELBO bits/dim | IW bits/dim |",
         "|---|---|---|---|---|",
     ]
-    for label, d in (("simulated Sersic (held out)", s), ("SDSS gri cutouts (held out)", real)):
+    rows = [("simulated Sersic (held out)", s), ("SDSS gri cutouts (held out)", real)]
+    if "real_hdf" in r:
+        rows.append(
+            (
+                f"Hubble Deep Field stamps (held out, {r['real_hdf']['num_held_out']} of "
+                f"{r['real_hdf']['num_sources']})",
+                r["real_hdf"],
+            )
+        )
+    for label, d in rows:
         lines.append(
             f"| {label} | {d['elbo_nats_mean']:.1f} / {d['elbo_nats_median']:.1f} | "
             f"{d['iw_nats_mean']:.1f} / {d['iw_nats_median']:.1f} | "
@@ -398,6 +563,20 @@ def markdown(r: dict) -> str:
         f"AUC (merger more atypical than elliptical): {a['auc_merger_vs_elliptical']:.3f}",
         "",
     ]
+    if "npe_summary" in r:
+        lines += [
+            f"NPE on the simulated stamps, {r['simulated']['num_images']} held out: mean "
+            "log q(θ | x) of the true parameters (nats, higher is better)",
+            "",
+            "| embedding | simulations | mean log q ± s.e. | epochs | fit s |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for row in r["npe_summary"]:
+            lines.append(
+                f"| {row['embedding']} | {row['budget']:,} | {row['mean_log_q']:.3f} ± "
+                f"{row['sem_log_q']:.3f} | {row['epochs']} | {row['fit_s']:.0f} |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -183,35 +183,52 @@ def decode_checkpoint(blob: bytes, *, source: str) -> tuple[dict[str, np.ndarray
     return decode_arrays(arrays_blob, source=source), scalars
 
 
-def save_loop_state(path: Path, state: Any) -> None:
+def save_loop_state(path: Path, state: Any, settings: dict[str, Any] | None = None) -> None:
     """Write a training loop's `LoopState` to ``path`` atomically (no pickle).
 
     Args:
         path: the checkpoint file.
         state: an `astroprob.inference._loop.LoopState`.
+        settings: JSON-serialisable settings the run must be resumed with (e.g.
+            the training options and the prior's bijection); `load_loop_state`
+            refuses to resume under different ones.
     """
     arrays = flatten_state(state.arrays())
-    write_atomic(Path(path), encode_checkpoint(arrays, state.scalars()))
+    scalars = {**state.scalars(), "settings": settings}
+    write_atomic(Path(path), encode_checkpoint(arrays, scalars))
 
 
-def load_loop_state(path: Path, template: Any) -> Any:
+def load_loop_state(path: Path, template: Any, settings: dict[str, Any] | None = None) -> Any:
     """Read a checkpoint written by `save_loop_state` into the structure of ``template``.
 
     Args:
         path: the checkpoint file.
         template: the initial `LoopState` of the loop that resumes (gives the
             structure, shapes and dtypes the saved arrays must match).
+        settings: the settings of the resuming run; they must equal those saved.
 
     Returns:
         The saved `LoopState`.
 
     Raises:
         FileNotFoundError: if there is no checkpoint.
-        ValueError: if the file is not a checkpoint or does not fit the network.
+        ValueError: if the file is not a checkpoint, does not fit the network,
+            or was written under other settings.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file; expected a training checkpoint")
     arrays, scalars = decode_checkpoint(path.read_bytes(), source=str(path))
+    saved = scalars.get("settings")
+    if saved != settings:
+        differ = sorted(
+            k
+            for k in set(saved or {}) | set(settings or {})
+            if (saved or {}).get(k) != (settings or {}).get(k)
+        )
+        raise ValueError(
+            f"{path}: written under other settings ({', '.join(differ)}) or by an older "
+            "astroprob; resuming would mix them. Remove the checkpoint to train afresh"
+        )
     tree = unflatten_like(template.arrays(), arrays, source=str(path))
     return template.restored(tree, scalars)

@@ -38,15 +38,23 @@ from astroprob.inference._loop import (
     train_ensemble,
 )
 from astroprob.inference._network import PosteriorNetwork, context_size, data_statistics
-from astroprob.inference._support import SupportBijection
+from astroprob.inference._support import SUPPORT_TRANSFORMS, SupportBijection
 from astroprob.inference.posterior import Posterior
 from astroprob.tasks._task import Task
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.msgpack"
 FORMAT = "astroprob-npe"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2 added ``support_transform``; version 1 runs load with numpyro's bijection."""
+READABLE_FORMAT_VERSIONS = (1, 2)
 X_SCALINGS = ("auto", "per_feature", "global", "none")
+NPE_TRAINING_DEFAULTS = {"batch_size": 50, "weight_decay": 0.1}
+"""Where `NPE.fit` departs from `TrainingConfig`'s (sbi's) defaults. Smaller
+minibatches and a little decoupled weight decay, which pulls the conditioners'
+outputs towards the identity spline, gave higher held-out log densities on
+two_moons (10³ and 10⁴ simulations), slcp and gaussian_linear (10⁴); see
+the "NPE ablation" section of docs/benchmarks.md."""
 
 
 class NPE:
@@ -76,6 +84,11 @@ class NPE:
         balance: weight λ ≥ 0 of the balancing penalty of balanced NPE
             (Delaunoy et al. 2023, see `astroprob.inference._balance`; the
             authors use λ = 100); 0 (default) is plain NPE.
+        support_transform: the map from the flow's space onto the prior's
+            support: ``"soft_interval"`` (default; the identity inside box
+            priors but for thin exponential margins, see
+            `astroprob.inference._support`) or ``"numpyro"`` (numpyro's
+            ``biject_to``: a sigmoid across the whole of every interval).
         **density_options: hyperparameters of the density estimator, e.g.
             ``hidden_features=50, num_transforms=5`` (see `astroprob.flows`).
 
@@ -98,6 +111,7 @@ class NPE:
         x_scaling: str = "auto",
         ensemble: int | None = None,
         balance: float = 0.0,
+        support_transform: str = "soft_interval",
         **density_options: Any,
     ):
         if ensemble is not None and (
@@ -130,13 +144,36 @@ class NPE:
         self.balance = float(balance)
         # Keep a pristine copy so that every fit starts from the same embedding weights.
         self._embedding = None if embedding is None else nnx.clone(embedding)
-        self._bijection = SupportBijection(task.prior)
+        if support_transform not in SUPPORT_TRANSFORMS:
+            raise ValueError(
+                f"support_transform: expected one of {SUPPORT_TRANSFORMS}; "
+                f"got {support_transform!r}"
+            )
+        self._bijection = SupportBijection(task.prior, support_transform)
         self._network: PosteriorNetwork | None = None
         self._members: list[PosteriorNetwork] | None = None
         self.history: TrainingHistory | None = None
         self.training_config: TrainingConfig | None = None
 
     # ------------------------------------------------------------------ training
+    @property
+    def support_transform(self) -> str:
+        """The map onto the prior's support (see `astroprob.inference._support`)."""
+        return self._bijection.kind
+
+    @staticmethod
+    def training_settings(**training_options: Any) -> TrainingConfig:
+        """The `TrainingConfig` `fit` uses for these options (with `NPE_TRAINING_DEFAULTS`).
+
+        Raises:
+            TypeError: on an unknown option.
+        """
+        try:
+            return TrainingConfig(**{**NPE_TRAINING_DEFAULTS, **training_options})
+        except TypeError as err:
+            valid = [f.name for f in dataclasses.fields(TrainingConfig)]
+            raise TypeError(f"unknown training option; expected some of {valid}: {err}") from err
+
     def fit(
         self,
         key: PRNGKeyArray,
@@ -160,7 +197,8 @@ class NPE:
             **training_options: fields of `TrainingConfig` (``learning_rate``,
                 ``batch_size``, ``max_epochs``, ``patience``,
                 ``validation_fraction``, ``clip_norm``, ``weight_decay``,
-                ``progress_bar``).
+                ``progress_bar``); ``batch_size`` and ``weight_decay``
+                default to `NPE_TRAINING_DEFAULTS` (50 and 0.1).
             checkpoint: called with the loop's `LoopState` after every epoch
                 (see `astroprob.inference._loop.train`), e.g. to save it.
             resume: called once with the initial `LoopState`; returns a saved
@@ -170,11 +208,7 @@ class NPE:
             ValueError: on wrong shapes, θ outside the prior's support, or too
                 few valid simulations.
         """
-        try:
-            config = TrainingConfig(**training_options)
-        except TypeError as err:
-            valid = [f.name for f in dataclasses.fields(TrainingConfig)]
-            raise TypeError(f"unknown training option; expected some of {valid}: {err}") from err
+        config = self.training_settings(**training_options)
         theta, x, num_invalid = self._check_simulations(theta, x)
         u = self._bijection.to_unconstrained(theta)
 
@@ -356,6 +390,7 @@ class NPE:
             embedding=self._embedding,
             x_scaling=self.x_scaling,
             balance=self.balance,
+            support_transform=self._bijection.kind,
             **self.density_options,
         )
         single._fitted_x_scaling = self._fitted_x_scaling
@@ -407,6 +442,7 @@ class NPE:
             "density_config": self._network.density.config,
             "embedding": None if embedding is None else _qualified_name(embedding),
             "x_scaling": self._fitted_x_scaling,
+            "support_transform": self._bijection.kind,
             "ensemble": self.ensemble,
             "balance": self.balance,
             "training": None if self.training_config is None else self.training_config.to_dict(),
@@ -490,6 +526,8 @@ class NPE:
             x_scaling=config["x_scaling"],
             ensemble=config.get("ensemble"),
             balance=config.get("balance", 0.0),
+            # Runs saved before the key existed were trained through numpyro's biject_to.
+            support_transform=config.get("support_transform", "numpyro"),
         )
         npe._fitted_x_scaling = config["x_scaling"]
         obs_shape = task.observation_shape
@@ -633,7 +671,7 @@ def _check_format(config: dict[str, Any], source: Path) -> None:
         raise ValueError(
             f"{source}: expected an {FORMAT} config; got format {config.get('format')!r}"
         )
-    if config.get("format_version") != FORMAT_VERSION:
+    if config.get("format_version") not in READABLE_FORMAT_VERSIONS:
         raise ValueError(
             f"{source}: expected format_version {FORMAT_VERSION}; got "
             f"{config.get('format_version')!r} "

@@ -13,6 +13,7 @@ from astropy.table import QTable
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from astroprob.nn.vae import Atypicality, add_atypicality_columns
 from astroprob.tasks._task import Task, units_of
 
 SUMMARY_QUANTILES = {"q2.5": 0.025, "q16": 0.16, "median": 0.5, "q84": 0.84, "q97.5": 0.975}
@@ -160,7 +161,13 @@ class Posterior:
         lp = self._log_prob_fn(theta.reshape(n_obs, -1, dim), self._x)
         return lp.reshape(theta.shape[:-1])
 
-    def summary(self, key: PRNGKeyArray | None = None, *, num_samples: int = 10_000) -> QTable:
+    def summary(
+        self,
+        key: PRNGKeyArray | None = None,
+        *,
+        num_samples: int = 10_000,
+        atypicality: Atypicality | None = None,
+    ) -> QTable:
         """Posterior mean, std, median and 68 %/95 % central intervals, one row per observation.
 
         Args:
@@ -168,6 +175,11 @@ class Posterior:
                 `sample` call are summarised; if there were none, ``num_samples``
                 samples are drawn with ``jax.random.key(0)`` (recorded in ``meta``).
             num_samples: samples per observation when drawing fresh ones.
+            atypicality: how unlike the training data each observation is, from
+                `astroprob.nn.vae.score_atypicality` for the same observations
+                in order; adds the columns ``atypicality`` (score in [0, 1]) and
+                ``atypicality_flag`` (``True``: do not trust this posterior
+                before checking the observation).
 
         Returns:
             A `QTable` with column ``obs`` (0-based index) and, for each
@@ -215,6 +227,8 @@ class Posterior:
         table.meta.update(meta)
         table.meta["task"] = self.task.name
         table.meta["num_samples"] = int(samples.shape[1])
+        if atypicality is not None:
+            add_atypicality_columns(table, atypicality)
         return table
 
     def __repr__(self) -> str:

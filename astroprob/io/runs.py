@@ -45,7 +45,7 @@ leaves a half-written one. The config format (every key optional except
     [training]
     seed = 1
     learning_rate = 5e-4          # any field of TrainingConfig but progress_bar
-    batch_size = 200
+    batch_size = 50
     max_epochs = 200
     patience = 20
     validation_fraction = 0.1
@@ -547,15 +547,21 @@ def train_run(
     log(f"simulating {num} data sets of {task.name} ...")
     theta, x = task.simulate(jax.random.key(config.simulation["seed"]), num)
     checkpoint_path = out / CHECKPOINT_FILE
+    # What a resumed run must share with the interrupted one, beyond the network's shapes.
+    settings = {
+        "support_transform": npe.support_transform,
+        "training": npe.training_settings(**config.training_options).to_dict(),
+    }
+    settings["training"].pop("progress_bar")
 
     def checkpoint(state: Any) -> None:
-        _checkpoint.save_loop_state(checkpoint_path, state)
+        _checkpoint.save_loop_state(checkpoint_path, state, settings)
 
     def restore(template: Any) -> Any:
         if not checkpoint_path.is_file():
             log("no checkpoint yet: training from the start")
             return None
-        state = _checkpoint.load_loop_state(checkpoint_path, template)
+        state = _checkpoint.load_loop_state(checkpoint_path, template, settings)
         log(f"resuming after epoch {state.epoch} from {checkpoint_path}")
         return state
 

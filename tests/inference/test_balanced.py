@@ -19,7 +19,7 @@ TRAINING = {"max_epochs": 3, "batch_size": 50, "learning_rate": 3e-3, "progress_
 
 
 def _box_task():
-    """θ ~ U(-2, 2)², x | θ ~ N(θ, 0.3² I): the flow works in u = logit-like T⁻¹(θ)."""
+    """θ ~ U(-2, 2)², x | θ ~ N(θ, 0.3² I): the flow works in u = T⁻¹(θ) (soft interval)."""
     return Task(
         name="box_balanced",
         prior=dist.Uniform(-2.0 * jnp.ones(2), 2.0).to_event(1),

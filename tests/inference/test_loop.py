@@ -137,3 +137,25 @@ def test_ensemble_rejects_mismatched_keys(data):
             *data,
             CONFIG,
         )
+
+
+def test_checkpoint_file_resumes_only_under_the_same_settings(data, tmp_path):
+    from astroprob.inference import _checkpoint
+
+    path = tmp_path / "checkpoint.msgpack"
+    settings = {"support_transform": "soft_interval", "training": {"batch_size": 50}}
+    states = []
+    full_model, _ = _run(data, checkpoint=lambda s: states.append(s) if s.epoch == 2 else None)
+    _checkpoint.save_loop_state(path, states[0], settings)
+
+    def restore(template, expected=settings):
+        return _checkpoint.load_loop_state(path, template, expected)
+
+    model, _ = _run(data, resume=restore)
+    np.testing.assert_array_equal(model.layer.kernel[...], full_model.layer.kernel[...])
+    other = {"support_transform": "numpyro", "training": {"batch_size": 50}}
+    with pytest.raises(ValueError, match=r"other settings \(support_transform\)"):
+        _run(data, resume=lambda t: restore(t, other))
+    _checkpoint.save_loop_state(path, states[0])  # as written before settings existed
+    with pytest.raises(ValueError, match="older astroprob"):
+        _run(data, resume=restore)
