@@ -768,7 +768,8 @@ def render_markdown(doc: dict) -> str:
         "(see `benchmarks/README.md` for the method). Raw numbers: "
         f"`{doc.get('output', 'benchmarks/results/npe_vs_sbi.json')}`.",
         "",
-        f"- **Date**: {doc['date']}; commit `{(doc['git'].get('commit') or 'unknown')[:12]}`",
+        f"- **Date**: {doc['date']}; commit `{(doc['git'].get('commit') or 'unknown')[:12]}`"
+        + (f" ({doc['git']['note']})" if doc["git"].get("note") else ""),
         f"- **Machine**: {m['cpu_model']}, {m['logical_cores']} logical cores "
         f"(runs pinned to cores {','.join(map(str, s['cores']))}), {m['ram_gib']} GiB RAM; "
         f"{m['platform']}, Python {m['python']}",
