@@ -222,7 +222,7 @@ def save_figures(prefix: Path, model, x_held, colour, colour_label):
     out.append(path)
     for f in (fig, fig2, fig3):
         plt.close(f)
-    return [str(p.relative_to(ROOT.parent)) for p in out]
+    return [os.path.relpath(p, ROOT.parent) for p in out]
 
 
 def main() -> None:
