@@ -120,11 +120,8 @@ def fit(npe: ap.NPE, key, theta, x, args: argparse.Namespace) -> dict:
     }
 
 
-def coverage(npe: ap.NPE, task, key, args: argparse.Namespace) -> dict:
-    """Expected coverage of the estimator's HPD regions; the worst shortfall below nominal."""
-    result = run_expected_coverage(
-        key, npe, task, n=args.coverage_sims, num_samples=args.coverage_samples
-    )
+def _coverage_summary(result) -> dict:
+    """A `CoverageResult` as JSON, with the worst shortfall below nominal."""
     shortfall = float(np.max(result.levels - result.coverage))
     return {
         "levels": result.levels.tolist(),
@@ -137,8 +134,19 @@ def coverage(npe: ap.NPE, task, key, args: argparse.Namespace) -> dict:
     }
 
 
-def c2st_scores(npe: ap.NPE, task, key, args: argparse.Namespace) -> list[float] | None:
+def coverage(npe: ap.NPE, task, key, args: argparse.Namespace) -> dict:
+    """Expected coverage of the estimator's HPD regions; the worst shortfall below nominal."""
+    result = run_expected_coverage(
+        key, npe, task, n=args.coverage_sims, num_samples=args.coverage_samples
+    )
+    return _coverage_summary(result)
+
+
+def c2st_scores(draw, task, key, args: argparse.Namespace) -> list[float] | None:
     """C2ST against the sbibm reference posterior for those of observations 1..n that have one.
+
+    Args:
+        draw: ``draw(key, observation, n)`` returns ``(n, dim)`` posterior samples.
 
     Returns None when no observation has reference samples.
     """
@@ -149,7 +157,7 @@ def c2st_scores(npe: ap.NPE, task, key, args: argparse.Namespace) -> list[float]
         except (FileNotFoundError, ValueError):
             continue
         n = min(args.c2st_samples, len(reference))
-        samples = npe.posterior(task.observation(i)).sample(jax.random.fold_in(key, i), n)
+        samples = draw(jax.random.fold_in(key, i), task.observation(i), n)
         scores.append(c2st(reference[:n], np.asarray(samples)))
     return scores or None
 
@@ -222,31 +230,7 @@ def bnn_coverage(regressor: ap.BayesianRegressor, task, key, args: argparse.Name
         k_draw, np.asarray(x), args.coverage_samples
     )
     result = expected_coverage(samples, np.asarray(theta), log_prob=log_prob)
-    shortfall = float(np.max(result.levels - result.coverage))
-    return {
-        "levels": result.levels.tolist(),
-        "coverage": result.coverage.tolist(),
-        "max_shortfall": shortfall,
-        "area": result.area,
-        "verdict": result.verdict,
-        "p_value": result.p_value,
-        "meets_target": shortfall <= TOLERANCE,
-    }
-
-
-def bnn_c2st(regressor: ap.BayesianRegressor, task, key, args) -> list[float] | None:
-    """C2ST of the Gaussian predictive against the reference posteriors."""
-    scores = []
-    for i in range(1, args.observations + 1):
-        try:
-            reference = reference_posterior_samples(task.name, i)
-        except (FileNotFoundError, ValueError):
-            continue
-        n = min(args.c2st_samples, len(reference))
-        obs = np.asarray(task.observation(i))[None]
-        samples = regressor.sample(jax.random.fold_in(key, i), obs, n)[0]
-        scores.append(c2st(reference[:n], samples))
-    return scores or None
+    return _coverage_summary(result)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -267,12 +251,19 @@ def run(args: argparse.Namespace) -> dict:
                 if variant == "bnn":
                     regressor, row["training"] = fit_bnn(task, k_fit, theta, x, args)
                     row["coverage"] = bnn_coverage(regressor, task, k_cov, args)
-                    row["c2st"] = bnn_c2st(regressor, task, k_c2st, args)
+                    row["c2st"] = c2st_scores(
+                        lambda k, obs, n, r=regressor: r.sample(k, np.asarray(obs)[None], n)[0],
+                        task,
+                        k_c2st,
+                        args,
+                    )
                 else:
                     npe = estimator(task, variant, args)
                     row["training"] = fit(npe, k_fit, theta, x, args)
                     row["coverage"] = coverage(npe, task, k_cov, args)
-                    row["c2st"] = c2st_scores(npe, task, k_c2st, args)
+                    row["c2st"] = c2st_scores(
+                        lambda k, obs, n, e=npe: e.posterior(obs).sample(k, n), task, k_c2st, args
+                    )
                 results.append(row)
                 print(
                     f"{task_name:>10} {budget:>6} {variant:>9}: shortfall "

@@ -21,6 +21,17 @@ from astroprob.tasks._priors import EllipticityPrior, JointPrior
 LOW, HIGH, MARGIN = -1.0, 3.0, 0.05  # margins of width 0.2: seams at -0.8 and 2.8
 
 
+def _noisy_task(name, prior):
+    """θ of two entries from ``prior``, x | θ ~ N(θ, 0.2² I)."""
+    return Task(
+        name=name,
+        prior=prior,
+        simulator=lambda key, theta: theta + 0.2 * jax.random.normal(key, (2,)),
+        parameter_names=("a", "b"),
+        observation_shape=(2,),
+    )
+
+
 @pytest.fixture(scope="module")
 def soft():
     return SoftIntervalTransform(jnp.float32(LOW), jnp.float32(HIGH), MARGIN)
@@ -120,13 +131,7 @@ def test_box_prior_uses_soft_interval_and_numpyro_kind_is_kept():
 
 
 def test_runs_saved_without_the_key_load_with_numpyro_bijection(tmp_path):
-    task = Task(
-        name="box_shift",
-        prior=dist.Uniform(-jnp.ones(2), 1.0).to_event(1),
-        simulator=lambda key, theta: theta + 0.2 * jax.random.normal(key, (2,)),
-        parameter_names=("a", "b"),
-        observation_shape=(2,),
-    )
+    task = _noisy_task("box_shift", dist.Uniform(-jnp.ones(2), 1.0).to_event(1))
     theta, x = task.simulate(jax.random.key(0), 300)
     with pytest.raises(ValueError, match="support_transform"):
         NPE(task, "mdn", support_transform="sigmoid")
@@ -151,13 +156,7 @@ def test_runs_saved_without_the_key_load_with_numpyro_bijection(tmp_path):
 
 
 def test_npe_training_defaults_apply_and_yield_to_options():
-    task = Task(
-        name="shift",
-        prior=dist.Normal(jnp.zeros(2), 1.0).to_event(1),
-        simulator=lambda key, theta: theta + 0.2 * jax.random.normal(key, (2,)),
-        parameter_names=("a", "b"),
-        observation_shape=(2,),
-    )
+    task = _noisy_task("shift", dist.Normal(jnp.zeros(2), 1.0).to_event(1))
     theta, x = task.simulate(jax.random.key(0), 200)
     npe = NPE(task, "mdn").fit(jax.random.key(1), theta, x, max_epochs=1, progress_bar=False)
     assert npe.training_config.batch_size == NPE_TRAINING_DEFAULTS["batch_size"]
@@ -170,13 +169,7 @@ def test_npe_training_defaults_apply_and_yield_to_options():
 
 
 def test_ensemble_members_keep_the_support_transform():
-    task = Task(
-        name="box_pair",
-        prior=dist.Uniform(-jnp.ones(2), 1.0).to_event(1),
-        simulator=lambda key, theta: theta + 0.2 * jax.random.normal(key, (2,)),
-        parameter_names=("a", "b"),
-        observation_shape=(2,),
-    )
+    task = _noisy_task("box_pair", dist.Uniform(-jnp.ones(2), 1.0).to_event(1))
     theta, x = task.simulate(jax.random.key(0), 200)
     npe = NPE(task, "mdn", ensemble=2, support_transform="numpyro")
     npe.fit(jax.random.key(1), theta, x, max_epochs=1, progress_bar=False)
