@@ -315,29 +315,18 @@ def main() -> None:
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         held[rng.choice(idx, size=int(round(0.3 * len(idx))), replace=False)] = True
-    real_model = V.ConvVAE(
-        (args.stamp, args.stamp),
-        in_channels=3,
-        latent_dim=args.latent_dim,
-        channels=channels,
-        hidden=hidden,
-        rngs=nnx.Rngs(args.seed + 1),
+    real_model, real = fit_real_vae(
+        k_fit_real,
+        k_eval_real,
+        images,
+        variance,
+        held,
+        args.seed + 1,
+        args,
+        channels,
+        hidden,
+        train_opts,
     )
-    var_full = np.broadcast_to(variance, images.shape)
-    t0 = time.perf_counter()
-    history_real = V.fit_vae(
-        k_fit_real, real_model, images[~held], var_full[~held], **train_opts | {"patience": 20}
-    )
-    real = {
-        "train_time_s": time.perf_counter() - t0,
-        "num_train": int((~held).sum()),
-        "num_held_out": int(held.sum()),
-        "history": {
-            "best_epoch": history_real.best_epoch,
-            "epochs": len(history_real.validation_loss),
-        },
-    }
-    real |= bounds(k_eval_real, real_model, images[held], var_full[held], args.iw_samples, 4)
     z_all, _ = V.encode(real_model, images)
     z_all = np.asarray(z_all)
     real["probe"] = linear_probe(z_all, labels, held)
@@ -388,36 +377,19 @@ def main() -> None:
     k_split, k_fit_hdf, k_eval_hdf = jax.random.split(jax.random.fold_in(key, 4), 3)
     held_hdf = np.zeros(len(hdf), bool)
     held_hdf[np.asarray(jax.random.permutation(k_split, len(hdf)))[: len(hdf) // 5]] = True
-    hdf_model = V.ConvVAE(
-        (args.stamp, args.stamp),
-        in_channels=3,
-        latent_dim=args.latent_dim,
-        channels=channels,
-        hidden=hidden,
-        rngs=nnx.Rngs(args.seed + 2),
-    )
-    hdf_var_full = np.broadcast_to(hdf_var, hdf.shape)
-    t0 = time.perf_counter()
-    history_hdf = V.fit_vae(
+    hdf_model, hdf_result = fit_real_vae(
         k_fit_hdf,
-        hdf_model,
-        hdf[~held_hdf],
-        hdf_var_full[~held_hdf],
-        **train_opts | {"patience": 20},
+        k_eval_hdf,
+        hdf,
+        hdf_var,
+        held_hdf,
+        args.seed + 2,
+        args,
+        channels,
+        hidden,
+        train_opts,
     )
-    hdf_result = {
-        "train_time_s": time.perf_counter() - t0,
-        "num_sources": len(hdf),
-        "num_train": int((~held_hdf).sum()),
-        "num_held_out": int(held_hdf.sum()),
-        "history": {
-            "best_epoch": history_hdf.best_epoch,
-            "epochs": len(history_hdf.validation_loss),
-        },
-    }
-    hdf_result |= bounds(
-        k_eval_hdf, hdf_model, hdf[held_hdf], hdf_var_full[held_hdf], args.iw_samples, 4
-    )
+    hdf_result["num_sources"] = len(hdf)
     hdf_result["figures"] = save_figures(
         output.with_suffix("").with_name(name + "_hdf"),
         hdf_model,
@@ -435,6 +407,32 @@ def main() -> None:
     output.write_text(json.dumps(result, indent=2, default=float) + "\n")
     output.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))
+
+
+def fit_real_vae(key_fit, key_eval, images, variance, held, seed, args, channels, hidden, opts):
+    """Train a 3-band VAE on the images not ``held`` out; bounds on the held-out ones.
+
+    Returns the model and a dict of training facts and held-out ELBO / IW bound.
+    """
+    model = V.ConvVAE(
+        (args.stamp, args.stamp),
+        in_channels=3,
+        latent_dim=args.latent_dim,
+        channels=channels,
+        hidden=hidden,
+        rngs=nnx.Rngs(seed),
+    )
+    var_full = np.broadcast_to(variance, images.shape)
+    t0 = time.perf_counter()
+    history = V.fit_vae(key_fit, model, images[~held], var_full[~held], **opts | {"patience": 20})
+    result = {
+        "train_time_s": time.perf_counter() - t0,
+        "num_train": int((~held).sum()),
+        "num_held_out": int(held.sum()),
+        "history": {"best_epoch": history.best_epoch, "epochs": len(history.validation_loss)},
+    }
+    result |= bounds(key_eval, model, images[held], var_full[held], args.iw_samples, 4)
+    return model, result
 
 
 def npe_embeddings(task, vae_model, theta_test, x_test, args) -> list[dict]:
