@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
-from astroprob.flows._layers import ConditionalMLP
+from astroprob.flows._layers import ConditionalMLP, zeros
 
 __all__ = ["ConditionalAffine"]
 
@@ -69,7 +69,7 @@ class ConditionalAffine(nnx.Module):
         )
         # A linear path from the context, next to the network: posteriors whose
         # location is linear in the data (linear-Gaussian models) need no more.
-        self.linear_kernel = nnx.Param(jnp.zeros((context_dim, 2 * dim), jnp.float32))
+        self.linear_kernel = nnx.Param(zeros((context_dim, 2 * dim)))
 
     def shift_and_scale(
         self, context: Float[Array, "*batch ctx"]

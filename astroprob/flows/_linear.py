@@ -26,6 +26,8 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float
 
+from astroprob.flows._layers import zeros
+
 __all__ = ["LULinear"]
 
 
@@ -42,10 +44,10 @@ class LULinear(nnx.Module):
         self.min_diagonal = min_diagonal
         # softplus(offset) + min_diagonal == 1: the layer starts at the identity.
         self.diagonal_offset = math.log(math.expm1(1.0 - min_diagonal))
-        self.lower = nnx.Param(jnp.zeros((dim, dim), jnp.float32))
-        self.upper = nnx.Param(jnp.zeros((dim, dim), jnp.float32))
-        self.raw_diagonal = nnx.Param(jnp.zeros((dim,), jnp.float32))
-        self.bias = nnx.Param(jnp.zeros((dim,), jnp.float32))
+        self.lower = nnx.Param(zeros((dim, dim)))
+        self.upper = nnx.Param(zeros((dim, dim)))
+        self.raw_diagonal = nnx.Param(zeros((dim,)))
+        self.bias = nnx.Param(zeros((dim,)))
 
     def _factors(self) -> tuple[Array, Array, Array]:
         """``(L, U, diag U)`` from the free parameters."""

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float
 
-from astroprob.flows._layers import get_activation, lecun_normal
+from astroprob.flows._layers import get_activation, lecun_normal, zeros
 
 __all__ = ["ResidualConditioner"]
 
@@ -75,23 +76,25 @@ class ResidualConditioner(nnx.Module):
         self.context_kernel = nnx.Param(
             lecun_normal(rngs.params(), (context_features, width), fan_in)
         )
-        self.input_bias = nnx.Param(jnp.zeros((width,), jnp.float32))
+        self.input_bias = nnx.Param(zeros((width,)))
 
         def stack(make):
-            return nnx.Param(jnp.stack([make() for _ in range(num_blocks)]))
+            return nnx.Param(
+                jax.device_put(np.stack([np.asarray(make()) for _ in range(num_blocks)]))
+            )
 
         self.first_kernels = stack(lambda: lecun_normal(rngs.params(), (width, width), width))
-        self.first_biases = nnx.Param(jnp.zeros((num_blocks, width), jnp.float32))
+        self.first_biases = nnx.Param(zeros((num_blocks, width)))
         self.second_kernels = stack(
             lambda: lecun_normal(rngs.params(), (width, width), width, _BLOCK_OUTPUT_SCALE)
         )
-        self.second_biases = nnx.Param(jnp.zeros((num_blocks, width), jnp.float32))
+        self.second_biases = nnx.Param(zeros((num_blocks, width)))
         self.gate_kernels = stack(
             lambda: lecun_normal(rngs.params(), (context_features, width), context_features)
         )
-        self.gate_biases = nnx.Param(jnp.zeros((num_blocks, width), jnp.float32))
-        self.output_kernel = nnx.Param(jnp.zeros((width, out_features), jnp.float32))
-        self.output_bias = nnx.Param(jnp.zeros((out_features,), jnp.float32))
+        self.gate_biases = nnx.Param(zeros((num_blocks, width)))
+        self.output_kernel = nnx.Param(zeros((width, out_features)))
+        self.output_bias = nnx.Param(zeros((out_features,)))
 
     def __call__(
         self, x: Float[Array, "*xbatch in"], context: Float[Array, "*cbatch ctx"]

@@ -128,10 +128,13 @@ class MixtureDensityNetwork(nnx.Module):
             final_init_scale=0.01,
         )
         # Distinct initial means break the symmetry between components.
-        bias = jnp.zeros((num_components, per_component), jnp.float32)
-        means = jax.random.normal(rngs.params(), (num_components, self.dim), jnp.float32)
-        bias = bias.at[:, 1 : 1 + self.dim].set(means)
-        self.network.output_bias[...] = bias.reshape(-1)
+        # Drawn on the host from the key's bits, like the weights (see `lecun_normal`).
+        seed = np.asarray(jax.random.key_data(rngs.params())).ravel()
+        bias = np.zeros((num_components, per_component), np.float32)
+        bias[:, 1 : 1 + self.dim] = np.random.default_rng(seed).standard_normal(
+            (num_components, self.dim)
+        )
+        self.network.output_bias[...] = jnp.asarray(bias.reshape(-1))
 
     @property
     def config(self) -> dict[str, Any]:

@@ -223,7 +223,9 @@ def split_train_validation(
             f"expected at least one training and one validation simulation; got {n} "
             f"simulations with validation_fraction={validation_fraction}"
         )
-    perm = np.asarray(jax.random.permutation(key, n))
+    # A host-side shuffle seeded by the key's bits: reproducible from the key, and
+    # unlike jax.random.permutation it compiles nothing for a new n.
+    perm = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel()).permutation(n)
     return np.sort(perm[num_val:]), np.sort(perm[:num_val])
 
 
@@ -443,7 +445,7 @@ def _train(
             )
 
         validation_loss = jax.vmap(member_validation, in_axes=(0, 0, None), spmd_axis_name=spmd)
-        opt_state = jax.vmap(optimizer.init)(params)
+        opt_state = jax.jit(jax.vmap(optimizer.init))(params)  # one compilation, not one per leaf
     else:
 
         def run_epoch(params, opt_state, rest, key, active, data):
@@ -451,7 +453,7 @@ def _train(
             return member_epoch(params, opt_state, rest, key, data)
 
         validation_loss = member_validation
-        opt_state = optimizer.init(params)
+        opt_state = jax.jit(optimizer.init)(params)  # one compilation, not one per leaf
 
     if mesh is None:
         shard, data_sharding = None, None
@@ -487,7 +489,7 @@ def _train(
         best_loss, since_best = np.full(num_members, math.inf), np.zeros(num_members, int)
     else:
         best_loss, since_best = math.inf, 0
-    best_params = jax.tree.map(jnp.copy, params)
+    best_params = jax.device_put(params, may_alias=False)
     state = LoopState(0, key, params, opt_state, best_params, best_loss, since_best, history)
     if resume is not None:
         state = resume(state) or state
@@ -555,7 +557,8 @@ def _train(
             history.validation_loss.append(val_loss)
             if val_loss < best_loss:
                 # Copy: the next epoch donates (reuses) the buffers of `params`.
-                best_loss, best_params, since_best = val_loss, jax.tree.map(jnp.copy, params), 0
+                best_loss, since_best = val_loss, 0
+                best_params = jax.device_put(params, may_alias=False)
                 history.best_epoch = epoch
             else:
                 since_best += 1

@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
+from jax.typing import ArrayLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
 
@@ -17,16 +19,19 @@ class Statistic(nnx.Variable):
     """A fixed (not trained) array stored with the weights, e.g. z-score statistics."""
 
 
-def data_statistics(x: Array, *, per_feature: bool) -> tuple[Array, Array]:
+def data_statistics(x: ArrayLike, *, per_feature: bool) -> tuple[Array, Array]:
     """Mean and standard deviation of the training data, shape ``x.shape[1:]`` or ``()``.
 
     Features with a (numerically) zero spread get scale 1, so that constant
     inputs do not blow up.
     """
+    # In NumPy (pairwise float32 sums): no compilation for a new data shape.
+    x = np.asarray(x, np.float32)
     axes = 0 if per_feature else None
-    mean = jnp.mean(x, axis=axes)
-    std = jnp.std(x, axis=axes)
-    return mean, jnp.where(std > 1e-8 * (1.0 + jnp.abs(mean)), std, 1.0)
+    mean = np.mean(x, axis=axes)
+    std = np.std(x, axis=axes)
+    scale = np.where(std > 1e-8 * (1.0 + np.abs(mean)), std, 1.0)
+    return jnp.asarray(mean, jnp.float32), jnp.asarray(scale, jnp.float32)
 
 
 class PosteriorNetwork(nnx.Module):

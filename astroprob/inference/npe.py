@@ -210,7 +210,9 @@ class NPE:
         """
         config = self.training_settings(**training_options)
         theta, x, num_invalid = self._check_simulations(theta, x)
-        u = self._bijection.to_unconstrained(theta)
+        # Split on the host: indexing device arrays compiles a gather per shape.
+        u = np.asarray(self._bijection.to_unconstrained(theta))
+        x = np.asarray(x)
 
         key_split, key_init, key_train = jax.random.split(key, 3)
         train_idx, val_idx = split_train_validation(
@@ -242,9 +244,13 @@ class NPE:
         balance = self.balance
         if balance > 0:
             # log p_u(u) = log p(θ) + log|det dT/du|, the prior density of the flow's space.
-            log_prior = self.task.prior.log_prob(theta) + self._bijection.log_abs_det_jacobian(u)
+            log_prior = np.asarray(
+                self.task.prior.log_prob(theta)
+                + self._bijection.log_abs_det_jacobian(jnp.asarray(u))
+            )
             train_data += (log_prior[train_idx],)
             val_data += (log_prior[val_idx],)
+        train_data, val_data = (tuple(map(jnp.asarray, d)) for d in (train_data, val_data))
 
         def loss_fn(model: PosteriorNetwork, batch: tuple[Array, ...]) -> Array:
             return npe_losses(model, batch, balance)
