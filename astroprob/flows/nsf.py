@@ -33,14 +33,7 @@ from astroprob.flows._layers import ConditionalMLP
 from astroprob.flows._linear import LULinear
 from astroprob.flows._made import MADE
 from astroprob.flows._residual import ResidualConditioner
-from astroprob.flows._splines import (
-    SplineKnots,
-    num_spline_params,
-    rq_knots,
-    rq_spline_forward,
-    rq_spline_inverse,
-    split_spline_params,
-)
+from astroprob.flows._splines import num_spline_params, rq_spline, split_spline_params
 
 __all__ = ["CONDITIONERS", "NeuralSplineFlow"]
 
@@ -65,14 +58,21 @@ class _SplineSettings(nnx.Module):
         self.min_bin_height = min_bin_height
         self.min_derivative = min_derivative
 
-    def knots(self, params: Array, num_dims: int) -> SplineKnots:
-        """Reshape ``(..., num_dims * (3K - 1))`` network outputs into spline knots."""
+    def apply(
+        self, value: Array, params: Array, num_dims: int, *, inverse: bool
+    ) -> tuple[Array, Array]:
+        """Splines of ``(..., num_dims * (3K - 1))`` network outputs applied to ``value``.
+
+        Returns ``(output, log_abs_det)``, both ``(..., num_dims)``.
+        """
         params = params.reshape(params.shape[:-1] + (num_dims, num_spline_params(self.num_bins)))
         w, h, d = split_spline_params(params, self.num_bins)
-        return rq_knots(
+        return rq_spline(
+            value,
             w,
             h,
             d,
+            inverse=inverse,
             tail_bound=self.tail_bound,
             min_bin_width=self.min_bin_width,
             min_bin_height=self.min_bin_height,
@@ -123,15 +123,11 @@ class _SplineCoupling(nnx.Module):
                 rngs=rngs,
             )
 
-    def _knots(self, x_identity: Array, context: Array) -> SplineKnots:
-        return self.spline.knots(self.conditioner(x_identity, context), self.num_transformed)
-
     def __call__(self, x: Array, context: Array, *, inverse: bool) -> tuple[Array, Array]:
         m = self.num_identity
         x_identity, x_transformed = x[..., :m], x[..., m:]
-        knots = self._knots(x_identity, context)
-        fn = rq_spline_inverse if inverse else rq_spline_forward
-        y, log_det = fn(x_transformed, knots, tail_bound=self.spline.tail_bound)
+        params = self.conditioner(x_identity, context)
+        y, log_det = self.spline.apply(x_transformed, params, self.num_transformed, inverse=inverse)
         x_identity = jnp.broadcast_to(x_identity, y.shape[:-1] + (m,))
         return jnp.concatenate([x_identity, y], axis=-1), jnp.sum(log_det, axis=-1)
 
@@ -165,8 +161,7 @@ class _SplineAutoregressive(nnx.Module):
     def __call__(self, x: Array, context: Array, *, inverse: bool) -> tuple[Array, Array]:
         spline = self.spline
         if not inverse:
-            knots = spline.knots(self.conditioner(x, context), self.dim)
-            y, log_det = rq_spline_forward(x, knots, tail_bound=spline.tail_bound)
+            y, log_det = spline.apply(x, self.conditioner(x, context), self.dim, inverse=False)
             return y, jnp.sum(log_det, axis=-1)
         # Inverse: pass j recovers dimension j from the already recovered x[:j],
         # evaluating only the outputs (and the spline) of that dimension.
@@ -176,9 +171,8 @@ class _SplineAutoregressive(nnx.Module):
         def body(j, carry):
             out, total = carry
             h = self.conditioner.hidden(out, context)
-            knots = spline.knots(self.conditioner.output_block(h, j), 1)
             z_j = jax.lax.dynamic_slice_in_dim(z, j, 1, axis=-1)
-            x_j, log_det = rq_spline_inverse(z_j, knots, tail_bound=spline.tail_bound)
+            x_j, log_det = spline.apply(z_j, self.conditioner.output_block(h, j), 1, inverse=True)
             out = jax.lax.dynamic_update_slice_in_dim(out, x_j, j, axis=-1)
             return out, total + log_det[..., 0]
 

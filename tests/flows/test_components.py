@@ -17,6 +17,7 @@ from astroprob.flows._made import MADE, made_masks
 from astroprob.flows._residual import ResidualConditioner
 from astroprob.flows._splines import (
     rq_knots,
+    rq_spline,
     rq_spline_forward,
     rq_spline_inverse,
     split_spline_params,
@@ -81,6 +82,19 @@ def _spline_inputs(key, scale, n=4000):
     return params, x
 
 
+@functools.partial(jax.jit, static_argnames="inverse", compiler_options=FAST_COMPILE)
+def _spline_from_params(params, value, inverse):
+    """`rq_spline` (network outputs straight to one bin), with its parameter gradient."""
+
+    def apply(p):
+        w, h, d = split_spline_params(p, K)
+        return rq_spline(value, w, h, d, inverse=inverse, tail_bound=B, **SETTINGS)
+
+    out, log_det = apply(params)
+    grad = jax.grad(lambda p: jnp.sum(apply(p)[1 - inverse]))(params)
+    return out, log_det, grad
+
+
 @pytest.fixture(scope="module")
 def moderate():
     params, x = _spline_inputs(jax.random.key(0), 0.5)
@@ -106,6 +120,21 @@ def test_spline_inverse_is_as_accurate_as_float32_allows(strong):
     # One float32 ulp of y, mapped back through dx/dy, plus a small absolute floor.
     limit = 1e-5 + 4 * np.spacing(np.abs(r["y"]).astype(np.float32)) * np.exp(-r["ld"])
     assert np.all(err <= limit)
+
+
+def test_spline_from_network_outputs_equals_the_spline_of_all_knots(moderate, strong):
+    """`rq_spline` picks one bin before the softplus; `rq_knots` builds every knot first."""
+    for params, x, r in (moderate, strong):
+        y, ld, grad = map(np.asarray, _spline_from_params(params, x, False))
+        np.testing.assert_allclose(y, r["y"], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(ld, r["ld"], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(grad, r["grad_params"], rtol=1e-5, atol=1e-6)
+        x_back, ld_back, grad_inv = map(np.asarray, _spline_from_params(params, r["y"], True))
+        np.testing.assert_allclose(x_back, r["x_back"], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(ld_back, r["ld_back"], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(grad_inv, r["grad_params_inv"], rtol=1e-5, atol=1e-6)
+        outside = np.abs(np.asarray(x)) > B
+        np.testing.assert_array_equal(y[outside], np.asarray(x)[outside])
 
 
 def test_spline_log_det_matches_autodiff(moderate, strong):
