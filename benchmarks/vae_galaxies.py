@@ -239,13 +239,27 @@ def main() -> None:
     p.add_argument("--npe-budgets", type=int, nargs="+", default=[1000, 10_000])
     p.add_argument("--npe-max-epochs", type=int, default=300)
     p.add_argument("--output", type=Path, default=None)
+    p.add_argument(
+        "--experiments",
+        default="ABCDE",
+        help="which of the experiments A-E to run, e.g. E (default ABCDE)",
+    )
+    p.add_argument(
+        "--sim-model",
+        type=Path,
+        default=None,
+        help="a VAE saved by an earlier run's A (vae_galaxies_sim_model): load it "
+        "instead of training",
+    )
     args = p.parse_args()
+    if not set(args.experiments) <= set("ABCDE"):
+        p.error(f"--experiments: expected letters of ABCDE; got {args.experiments!r}")
     if args.quick:
         args.num_sims, args.max_epochs, args.num_eval = 1200, 6, 100
         args.latent_dim = 8
         args.npe_budgets, args.npe_max_epochs = [300], 3
     name = "vae_galaxies_quick" if args.quick else "vae_galaxies"
-    output = args.output or ROOT / "results" / f"{name}.json"
+    output = args.output = args.output or ROOT / "results" / f"{name}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(args.seed)
     k_sim, k_fit, k_eval, k_real, k_fit_real, k_eval_real = jax.random.split(key, 6)
@@ -275,24 +289,83 @@ def main() -> None:
     n_train = args.num_sims
     x_train, x_ref = x[:n_train], x[n_train : n_train + args.num_eval]
     x_test, theta_test = x[n_train + args.num_eval :], theta[n_train + args.num_eval :]
-    sim_model = V.ConvVAE(
-        (args.stamp, args.stamp),
-        latent_dim=args.latent_dim,
-        channels=channels,
-        hidden=hidden,
-        rngs=nnx.Rngs(args.seed),
-    )
-    history = V.fit_vae(k_fit, sim_model, x_train, sim_var, free_bits=0.0, **train_opts)
+    if args.sim_model is None:
+        sim_model = V.ConvVAE(
+            (args.stamp, args.stamp),
+            latent_dim=args.latent_dim,
+            channels=channels,
+            hidden=hidden,
+            rngs=nnx.Rngs(args.seed),
+        )
+        history = V.fit_vae(k_fit, sim_model, x_train, sim_var, free_bits=0.0, **train_opts)
+        train_time_s = time.perf_counter() - t0
+        V.save_vae(
+            sim_model, output.with_suffix("").with_name(name + "_sim_model"), history=history
+        )
+    else:
+        saved = V.load_vae(args.sim_model)
+        sim_model, history, train_time_s = saved.model, saved.history, None
+        result["settings"]["sim_model"] = str(args.sim_model)
+    if "A" in args.experiments:
+        result["simulated"] = evaluate_simulated(
+            k_eval, sim_model, history, train_time_s, x_test, theta_test, sim_var, args, output
+        )
+        _write(output, result)
+
+    # ------------------------------------------------------------------- B: real
+    if "B" in args.experiments or "C" in args.experiments:
+        images, variance, labels = load_sdss(args.stamp, args.crop)
+    if "B" in args.experiments:
+        result["real_sdss"] = real_sdss(
+            k_fit_real, k_eval_real, images, variance, labels, args, channels, hidden, train_opts
+        )
+        _write(output, result)
+
+    # ------------------------------------------------ C: atypicality of real data
+    if "C" in args.experiments:
+        result["atypicality"] = atypicality(
+            k_real, sim_model, x_ref, x_test, sim_var, images, variance, labels
+        )
+        _write(output, result)
+
+    # ----------------------------------------------------- D: Hubble Deep Field
+    if "D" in args.experiments:
+        result["real_hdf"] = hubble_deep_field(
+            jax.random.fold_in(key, 4), args, channels, hidden, train_opts, output
+        )
+        _write(output, result)
+
+    # ------------------------------------------------ E: the latent as an NPE summary
+    if "E" in args.experiments:
+        result["npe_summary"] = npe_embeddings(task, sim_model, theta_test, x_test, args)
+        print("E done", json.dumps(result["npe_summary"]), flush=True)
+    result["machine"]["loadavg_end"] = os.getloadavg()
+    _write(output, result)
+    print(markdown(result))
+
+
+def _write(output: Path, result: dict) -> None:
+    """Write the results so far (JSON and Markdown); each experiment adds its part."""
+    output.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    output.with_suffix(".md").write_text(markdown(result))
+
+
+def evaluate_simulated(
+    key, sim_model, history, train_time_s, x_test, theta_test, sim_var, args, output
+) -> dict:
+    """A: held-out bounds, morphology KS distances and figures of the simulation VAE."""
     sim = {
-        "train_time_s": time.perf_counter() - t0,
-        "history": {
+        "train_time_s": train_time_s,
+        "history": None
+        if history is None
+        else {
             "best_epoch": history.best_epoch,
             "epochs": len(history.validation_loss),
             "best_validation_loss": history.best_validation_loss,
         },
     }
-    sim |= bounds(k_eval, sim_model, x_test, sim_var, args.iw_samples, 4)
-    generated = np.asarray(V.generate(k_eval, sim_model, len(x_test), noise_variance=sim_var))
+    sim |= bounds(key, sim_model, x_test, sim_var, args.iw_samples, 4)
+    generated = np.asarray(V.generate(key, sim_model, len(x_test), noise_variance=sim_var))
     sim["ks"] = V.morphology_ks_distances(
         V.morphology_statistics(generated), V.morphology_statistics(x_test)
     )
@@ -304,12 +377,16 @@ def main() -> None:
     sim["figures"] = save_figures(
         output.with_suffix(""), sim_model, x_test, np.log10(theta_test[:, 0]), "log10 flux [ct]"
     )
-    V.save_vae(sim_model, output.with_suffix("").with_name(name + "_sim_model"), history=history)
-    result["simulated"] = sim
-    print("A done", json.dumps({k: v for k, v in sim.items() if "nats" in k}))
+    print("A done", json.dumps({k: v for k, v in sim.items() if "nats" in k}), flush=True)
+    return sim
 
-    # ------------------------------------------------------------------- B: real
-    images, variance, labels = load_sdss(args.stamp, args.crop)
+
+def real_sdss(
+    k_fit_real, k_eval_real, images, variance, labels, args, channels, hidden, train_opts
+) -> dict:
+    """B: a 3-band VAE on the SDSS cutouts, its held-out bounds and a linear probe."""
+    output = args.output
+    name = output.stem
     rng = np.random.default_rng(args.seed)
     held = np.zeros(len(labels), bool)
     for c in np.unique(labels):
@@ -340,10 +417,12 @@ def main() -> None:
         labels[held].astype(float),
         "Galaxy Zoo class",
     )
-    result["real_sdss"] = real
-    print("B done", real["probe"], real["probe_pca_pixels"])
+    print("B done", real["probe"], real["probe_pca_pixels"], flush=True)
+    return real
 
-    # ------------------------------------------------ C: atypicality of real data
+
+def atypicality(k_real, sim_model, x_ref, x_test, sim_var, images, variance, labels) -> dict:
+    """C: how the simulation-trained VAE ranks the real SDSS galaxies by atypicality."""
     reference = V.fit_atypicality(k_real, sim_model, x_ref, sim_var)
     grey = to_sim_units(images, variance, sim_var)
     scores = V.score_atypicality(k_real, sim_model, reference, grey, sim_var)
@@ -356,7 +435,7 @@ def main() -> None:
             "median_score": float(np.median(s)),
             "flagged_fraction": float(np.mean(scores.flagged[labels == c])),
         }
-    result["atypicality"] = {
+    result = {
         "held_out_simulations": {
             "median_score": float(np.median(sims_scored.score)),
             "flagged_fraction": float(np.mean(sims_scored.flagged)),
@@ -370,11 +449,15 @@ def main() -> None:
         ),
         "threshold": reference.threshold,
     }
-    print("C done", json.dumps(result["atypicality"]["per_class"]))
+    print("C done", json.dumps(result["per_class"]), flush=True)
+    return result
 
-    # ----------------------------------------------------- D: Hubble Deep Field
+
+def hubble_deep_field(key, args, channels, hidden, train_opts, output) -> dict:
+    """D: a 3-band VAE on stamps of the Hubble Deep Field sources; held-out bounds."""
+    name = output.stem
     hdf, hdf_var, centres = load_hdf(args.stamp)
-    k_split, k_fit_hdf, k_eval_hdf = jax.random.split(jax.random.fold_in(key, 4), 3)
+    k_split, k_fit_hdf, k_eval_hdf = jax.random.split(key, 3)
     held_hdf = np.zeros(len(hdf), bool)
     held_hdf[np.asarray(jax.random.permutation(k_split, len(hdf)))[: len(hdf) // 5]] = True
     hdf_model, hdf_result = fit_real_vae(
@@ -397,16 +480,8 @@ def main() -> None:
         np.log10(np.maximum(hdf[held_hdf].sum(axis=(1, 2, 3)), 1.0)),
         "log10 summed DN",
     )
-    result["real_hdf"] = hdf_result
-    print("D done", json.dumps({k: v for k, v in hdf_result.items() if "nats" in k}))
-
-    # ------------------------------------------------ E: the latent as an NPE summary
-    result["npe_summary"] = npe_embeddings(task, sim_model, theta_test, x_test, args)
-    print("E done", json.dumps(result["npe_summary"]))
-    result["machine"]["loadavg_end"] = os.getloadavg()
-    output.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    output.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    print("D done", json.dumps({k: v for k, v in hdf_result.items() if "nats" in k}), flush=True)
+    return hdf_result
 
 
 def fit_real_vae(key_fit, key_eval, images, variance, held, seed, args, channels, hidden, opts):
@@ -502,18 +577,23 @@ def linear_probe(features: np.ndarray, labels: np.ndarray, held: np.ndarray) -> 
 
 
 def markdown(r: dict) -> str:
-    s, real, a = r["simulated"], r["real_sdss"], r["atypicality"]
+    """The results as Markdown tables; experiments not (yet) run are left out."""
+    st = r["settings"]
     lines = [
-        f"VAE on galaxy stamps ({'quick' if r['settings']['quick'] else 'full'} run; "
-        f"{r['settings']['num_sims']} simulations, stamps {r['settings']['stamp']} px, "
-        f"latent {r['settings']['latent_dim']}, load average at start "
-        f"{r['machine']['loadavg_start'][0]:.1f})",
+        f"VAE on galaxy stamps ({'quick' if st['quick'] else 'full'} run; "
+        f"{st['num_sims']} simulations, stamps {st['stamp']} px, "
+        f"latent {st['latent_dim']}, load average at start "
+        f"{r['machine']['loadavg_start'][0]:.1f}; experiments {st.get('experiments', 'ABCDE')})",
         "",
-        "| data | ELBO (nats, mean / median) | IW bound K="
-        f"{r['settings']['iw_samples']} (nats, mean / median) | ELBO bits/dim | IW bits/dim |",
-        "|---|---|---|---|---|",
     ]
-    rows = [("simulated Sersic (held out)", s), ("SDSS gri cutouts (held out)", real)]
+    rows = [
+        (label, r[k])
+        for label, k in (
+            ("simulated Sersic (held out)", "simulated"),
+            ("SDSS gri cutouts (held out)", "real_sdss"),
+        )
+        if k in r
+    ]
     if "real_hdf" in r:
         rows.append(
             (
@@ -522,48 +602,62 @@ def markdown(r: dict) -> str:
                 r["real_hdf"],
             )
         )
-    for label, d in rows:
-        lines.append(
-            f"| {label} | {d['elbo_nats_mean']:.1f} / {d['elbo_nats_median']:.1f} | "
-            f"{d['iw_nats_mean']:.1f} / {d['iw_nats_median']:.1f} | "
-            f"{d['elbo_bits_per_dim']:.3f} | {d['iw_bits_per_dim']:.3f} |"
-        )
-    lines += [
-        "",
-        "| morphology statistic | KS D generated vs held out | KS D held-out halves |",
-        "|---|---|---|",
-    ]
-    for name, v in s["ks"].items():
-        lines.append(f"| {name} | {v['D']:.3f} | {s['ks_held_out_halves'][name]['D']:.3f} |")
-    p, q = real["probe"], real["probe_pca_pixels"]
-    lines += [
-        "",
-        "| linear probe on Galaxy Zoo classes (held out) | accuracy | ellipticals vs rest |",
-        "|---|---|---|",
-        f"| VAE latent means ({p['num_features']} features) | {p['accuracy']:.3f} | "
-        f"{p['elliptical_vs_rest_accuracy']:.3f} |",
-        f"| PCA of pixels ({q['num_features']} features) | {q['accuracy']:.3f} | "
-        f"{q['elliptical_vs_rest_accuracy']:.3f} |",
-        f"| majority class | {p['chance_majority']:.3f} | |",
-        "",
-        "| atypicality under the simulation-trained VAE | n | median score | flagged |",
-        "|---|---|---|---|",
-        f"| held-out simulations | {len(s) and s['num_images']} | "
-        f"{a['held_out_simulations']['median_score']:.3f} | "
-        f"{a['held_out_simulations']['flagged_fraction']:.3f} |",
-    ]
-    for cname, v in a["per_class"].items():
-        lines.append(
-            f"| SDSS {cname} | {v['n']} | {v['median_score']:.3f} | {v['flagged_fraction']:.3f} |"
-        )
-    lines += [
-        "",
-        f"AUC (merger more atypical than elliptical): {a['auc_merger_vs_elliptical']:.3f}",
-        "",
-    ]
+    if rows:
+        lines += [
+            "| data | ELBO (nats, mean / median) | IW bound K="
+            f"{st['iw_samples']} (nats, mean / median) | ELBO bits/dim | IW bits/dim |",
+            "|---|---|---|---|---|",
+        ]
+        for label, d in rows:
+            lines.append(
+                f"| {label} | {d['elbo_nats_mean']:.1f} / {d['elbo_nats_median']:.1f} | "
+                f"{d['iw_nats_mean']:.1f} / {d['iw_nats_median']:.1f} | "
+                f"{d['elbo_bits_per_dim']:.3f} | {d['iw_bits_per_dim']:.3f} |"
+            )
+        lines.append("")
+    if "simulated" in r:
+        s = r["simulated"]
+        lines += [
+            "| morphology statistic | KS D generated vs held out | KS D held-out halves |",
+            "|---|---|---|",
+        ]
+        for name, v in s["ks"].items():
+            lines.append(f"| {name} | {v['D']:.3f} | {s['ks_held_out_halves'][name]['D']:.3f} |")
+        lines.append("")
+    if "real_sdss" in r:
+        p, q = r["real_sdss"]["probe"], r["real_sdss"]["probe_pca_pixels"]
+        lines += [
+            "| linear probe on Galaxy Zoo classes (held out) | accuracy | ellipticals vs rest |",
+            "|---|---|---|",
+            f"| VAE latent means ({p['num_features']} features) | {p['accuracy']:.3f} | "
+            f"{p['elliptical_vs_rest_accuracy']:.3f} |",
+            f"| PCA of pixels ({q['num_features']} features) | {q['accuracy']:.3f} | "
+            f"{q['elliptical_vs_rest_accuracy']:.3f} |",
+            f"| majority class | {p['chance_majority']:.3f} | |",
+            "",
+        ]
+    if "atypicality" in r:
+        a = r["atypicality"]
+        lines += [
+            "| atypicality under the simulation-trained VAE | n | median score | flagged |",
+            "|---|---|---|---|",
+            f"| held-out simulations | {st['num_eval']} | "
+            f"{a['held_out_simulations']['median_score']:.3f} | "
+            f"{a['held_out_simulations']['flagged_fraction']:.3f} |",
+        ]
+        for cname, v in a["per_class"].items():
+            lines.append(
+                f"| SDSS {cname} | {v['n']} | {v['median_score']:.3f} | "
+                f"{v['flagged_fraction']:.3f} |"
+            )
+        lines += [
+            "",
+            f"AUC (merger more atypical than elliptical): {a['auc_merger_vs_elliptical']:.3f}",
+            "",
+        ]
     if "npe_summary" in r:
         lines += [
-            f"NPE on the simulated stamps, {r['simulated']['num_images']} held out: mean "
+            f"NPE on the simulated stamps, {st['num_eval']} held out: mean "
             "log q(θ | x) of the true parameters (nats, higher is better)",
             "",
             "| embedding | simulations | mean log q ± s.e. | epochs | fit s |",
