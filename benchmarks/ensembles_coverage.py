@@ -301,7 +301,7 @@ def run(args: argparse.Namespace) -> dict:
         for budget in args.budgets:
             key = jax.random.fold_in(jax.random.key(args.seed), budget)
             k_sim, k_fit, k_cov, k_c2st = jax.random.split(key, 4)
-            k_logq = jax.random.fold_in(key, 1)
+            k_logq = jax.random.fold_in(key, 1_000_003)  # fold_in(key, i) is split(key, n)[i]
             theta, x = task.simulate(k_sim, budget)
             if cost is None and not args.skip_cost:
                 cost = ensemble_cost(task, theta, x, args, embedding)

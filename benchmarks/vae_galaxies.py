@@ -259,7 +259,8 @@ def main() -> None:
         args.latent_dim = 8
         args.npe_budgets, args.npe_max_epochs = [300], 3
     name = "vae_galaxies_quick" if args.quick else "vae_galaxies"
-    output = args.output = args.output or ROOT / "results" / f"{name}.json"
+    subset = "" if args.experiments == "ABCDE" else f"_{args.experiments}"
+    output = args.output = args.output or ROOT / "results" / f"{name}{subset}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(args.seed)
     k_sim, k_fit, k_eval, k_real, k_fit_real, k_eval_real = jax.random.split(key, 6)
@@ -281,31 +282,39 @@ def main() -> None:
     }
 
     # ------------------------------------------------------------ A: simulations
+    # The simulations and their VAE serve A, C and E.
     task = sim_task(args.stamp)
     sim_var = float(task.noise_variance(jnp.zeros((1, 1)))[0, 0])
-    t0 = time.perf_counter()
-    theta, x = task.simulate(k_sim, args.num_sims + 2 * args.num_eval)
-    x, theta = np.asarray(x), np.asarray(theta)
-    n_train = args.num_sims
-    x_train, x_ref = x[:n_train], x[n_train : n_train + args.num_eval]
-    x_test, theta_test = x[n_train + args.num_eval :], theta[n_train + args.num_eval :]
-    if args.sim_model is None:
-        sim_model = V.ConvVAE(
-            (args.stamp, args.stamp),
-            latent_dim=args.latent_dim,
-            channels=channels,
-            hidden=hidden,
-            rngs=nnx.Rngs(args.seed),
-        )
-        history = V.fit_vae(k_fit, sim_model, x_train, sim_var, free_bits=0.0, **train_opts)
-        train_time_s = time.perf_counter() - t0
-        V.save_vae(
-            sim_model, output.with_suffix("").with_name(name + "_sim_model"), history=history
-        )
-    else:
-        saved = V.load_vae(args.sim_model)
-        sim_model, history, train_time_s = saved.model, saved.history, None
-        result["settings"]["sim_model"] = str(args.sim_model)
+    if set(args.experiments) & set("ACE"):
+        t0 = time.perf_counter()
+        theta, x = task.simulate(k_sim, args.num_sims + 2 * args.num_eval)
+        x, theta = np.asarray(x), np.asarray(theta)
+        n_train = args.num_sims
+        x_train, x_ref = x[:n_train], x[n_train : n_train + args.num_eval]
+        x_test, theta_test = x[n_train + args.num_eval :], theta[n_train + args.num_eval :]
+        # What fixes the simulations: a loaded VAE must have been trained on these.
+        data_settings = {k: getattr(args, k) for k in ("seed", "num_sims", "num_eval", "stamp")}
+        if args.sim_model is None:
+            sim_model = V.ConvVAE(
+                (args.stamp, args.stamp),
+                latent_dim=args.latent_dim,
+                channels=channels,
+                hidden=hidden,
+                rngs=nnx.Rngs(args.seed),
+            )
+            history = V.fit_vae(k_fit, sim_model, x_train, sim_var, free_bits=0.0, **train_opts)
+            train_time_s = time.perf_counter() - t0
+            V.save_vae(
+                sim_model,
+                output.with_suffix("").with_name(name + "_sim_model"),
+                history=history,
+                metadata=data_settings,
+            )
+        else:
+            saved = V.load_vae(args.sim_model)
+            _check_sim_model(saved.metadata, data_settings, args.sim_model)
+            sim_model, history, train_time_s = saved.model, saved.history, None
+            result["settings"]["sim_model"] = str(args.sim_model)
     if "A" in args.experiments:
         result["simulated"] = evaluate_simulated(
             k_eval, sim_model, history, train_time_s, x_test, theta_test, sim_var, args, output
@@ -342,6 +351,18 @@ def main() -> None:
     result["machine"]["loadavg_end"] = os.getloadavg()
     _write(output, result)
     print(markdown(result))
+
+
+def _check_sim_model(metadata: dict, data_settings: dict, path: Path) -> None:
+    """Refuse a saved simulation VAE trained on other simulations than this run's."""
+    missing = [k for k in data_settings if k not in metadata]
+    if missing:
+        print(f"warning: {path} does not record {missing}; assuming this run's values")
+    differ = {k: (metadata[k], v) for k, v in data_settings.items() if metadata.get(k, v) != v}
+    if differ:
+        raise SystemExit(
+            f"--sim-model: {path} was trained with other settings (saved, this run): {differ}"
+        )
 
 
 def _write(output: Path, result: dict) -> None:

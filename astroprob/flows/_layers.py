@@ -53,8 +53,14 @@ def lecun_normal(key: Array, shape: tuple[int, ...], fan_in: int, scale: float =
     The draw is made on the host by NumPy, from a generator seeded with the key's
     bits: the same key gives the same weights, and a layer of a new shape compiles
     nothing (``jax.random`` compiles its sampler once per shape, about 0.3 s each
-    on CPU, which made building a flow take seconds).
+    on CPU, which made building a flow take seconds). The key must therefore be
+    concrete: build networks outside ``jax.jit`` and ``nnx.eval_shape``.
     """
+    if isinstance(key, jax.core.Tracer):
+        raise TypeError(
+            "key: expected a concrete PRNG key; got a traced one (build networks "
+            "outside jax.jit, jax.vmap and nnx.eval_shape)"
+        )
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
     z = rng.standard_normal(shape)
     outside = np.abs(z) > 2.0

@@ -1,4 +1,4 @@
-"""Initial weights and the data split: reproducible from the key, drawn without compiling."""
+"""Initial weights, data split and z-score statistics: reproducible, exact, and uncompiled."""
 
 import jax
 import numpy as np
@@ -7,6 +7,7 @@ from flax import nnx
 
 from astroprob.flows._layers import ConditionalMLP, lecun_normal
 from astroprob.inference._loop import split_train_validation
+from astroprob.inference._network import data_statistics
 
 _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
@@ -19,6 +20,11 @@ def test_lecun_normal_is_a_function_of_the_key():
     assert a.dtype == np.float32
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
+
+
+def test_lecun_normal_refuses_a_traced_key():
+    with pytest.raises(TypeError, match="key: expected a concrete PRNG key"):
+        jax.jit(lambda k: lecun_normal(k, (2, 3), fan_in=2))(jax.random.key(0))
 
 
 def test_lecun_normal_has_the_lecun_variance_and_is_truncated_at_two_sigma():
@@ -74,3 +80,19 @@ def test_split_is_a_reproducible_partition():
     assert not np.array_equal(val, other[1])
     with pytest.raises(ValueError, match="at least one training and one validation"):
         split_train_validation(jax.random.key(4), 3, 0.1)
+
+
+def test_z_score_statistics_stay_exact_for_a_million_offset_simulations():
+    rng = np.random.default_rng(0)
+    x = (1000.0 + rng.standard_normal((1_000_000, 2))).astype(np.float32)
+    mean, scale = data_statistics(x, per_feature=True)
+    exact = x.astype(np.float64)
+    np.testing.assert_allclose(mean, exact.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(scale, exact.std(axis=0), rtol=1e-5)
+    # Global statistics of images, and scale 1 for a constant feature.
+    images = (2.0 + 3.0 * rng.standard_normal((40, 6, 6))).astype(np.float32)
+    mean, scale = data_statistics(images, per_feature=False)
+    assert mean.shape == scale.shape == ()
+    np.testing.assert_allclose(scale, images.astype(np.float64).std(), rtol=1e-6)
+    _, scale = data_statistics(np.full((10, 2), 7.0, np.float32), per_feature=True)
+    np.testing.assert_array_equal(scale, 1.0)
