@@ -188,9 +188,10 @@ def test_gaussian_posterior_matches_analytic(gauss_npe):
     # Quantile-based moments: spline flows' identity tails put ~1 % of the mass far
     # out, which inflates a sample std without touching the bulk of the posterior.
     q16, median, q84 = np.quantile(samples, [0.16, 0.5, 0.84], axis=1)
-    # A quarter of the posterior std (0.29): 4000 simulations leave errors of ~0.05 at
-    # x = 1.5, the edge of the data; ignoring the shrinkage would be off by 0.12.
-    np.testing.assert_allclose(median, x_obs * shrink, atol=0.25 * NOISE * math.sqrt(shrink))
+    # 0.3 of the posterior std (0.29): 4000 simulations leave median errors of 0.03 to
+    # 0.08 (largest of the six, over training seeds and weight decays 0 and 0.1, most
+    # at x = 1.5, the edge of the data); ignoring the shrinkage would be off by 0.124.
+    np.testing.assert_allclose(median, x_obs * shrink, atol=0.3 * NOISE * math.sqrt(shrink))
     np.testing.assert_allclose((q84 - q16) / 2, NOISE * math.sqrt(shrink), rtol=0.12)
     exact = dist.Normal(x_obs * shrink, NOISE * math.sqrt(shrink)).to_event(1)
     theta = exact.sample(jax.random.key(13), (200,)).transpose(1, 0, 2)  # (3, 200, 2)
