@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 import pytest
+from scipy.special import expit
 
 from astroprob.inference import NPE
 from astroprob.inference._balance import balancing_violation
@@ -45,7 +46,7 @@ def balanced(task, data):
 
 
 def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
+    return expit(z)  # no overflow warning where log q - log p is very negative
 
 
 def test_balancing_term_matches_a_hand_computation_in_parameter_space(balanced, task):
@@ -127,7 +128,10 @@ def test_balancing_makes_an_overfitted_posterior_more_conservative():
     options = {"max_epochs": 300, "patience": 300, "batch_size": 20, "weight_decay": 0.0}
     options["progress_bar"] = False
     violations, spreads = [], []
-    for balance in (0.0, 100.0):
+    # lambda = 1000: at the papers' 100 the effect on this 100-simulation problem depends
+    # on the training seed (violation 0.20 -> 0.22, 0.28 -> 0.12, 0.08 -> 0.22 for seeds
+    # 12-14); at 1000 it holds for all three (0.02-0.03, spreads 2.2-3.2 times wider).
+    for balance in (0.0, 1000.0):
         npe = NPE(
             task,
             "nsf",

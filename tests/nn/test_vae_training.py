@@ -42,7 +42,7 @@ def test_training_lowers_the_validation_loss_and_changes_the_weights():
         vae,
         x,
         noise_variance(task),
-        max_epochs=4,
+        max_epochs=8,
         batch_size=40,
         learning_rate=2e-3,
         progress_bar=False,
