@@ -1,6 +1,6 @@
 """ConvVAE on simulated Sersic galaxies and on real SDSS (Galaxy Zoo 1) cutouts.
 
-Three experiments, each reported in JSON (benchmarks/results/vae_galaxies[_quick].json)
+Six experiments, each reported in JSON (benchmarks/results/vae_galaxies[_quick].json)
 and a Markdown table (.md beside it), with figures as PNG:
 
 A. Simulated: train on SersicGalaxy stamps, report held-out ELBO and the
@@ -26,6 +26,12 @@ C. Representativeness: the atypicality score of a VAE trained on simulated
    Sersic galaxies (experiment A), evaluated on the real cutouts (grey, rescaled
    to the simulations' noise level): do mergers score as more atypical than
    ellipticals? Reported as medians per class and the AUC of merger vs elliptical.
+F. Generation from a learned latent prior: a neural spline flow fitted to the
+   aggregate posterior of A's VAE on its training stamps (`fit_latent_prior`,
+   Lanusse et al. 2021), against z ~ N(0, I); KS distances of the morphology
+   statistics to --num-ks fresh simulations, with noisy reconstructions of
+   other fresh simulations (close to what a perfect prior would give) and a second
+   fresh sample (the floor) as references. The prior is saved with A's VAE.
 
 Caveats (see ../shared/data/README.md): the cutouts are asinh-stretched colour
 JPEGs (Lupton et al. 2004), not linear fluxes; their pixel scale varies with the
@@ -241,9 +247,16 @@ def main() -> None:
     p.add_argument("--output", type=Path, default=None)
     p.add_argument(
         "--experiments",
-        default="ABCDE",
-        help="which of the experiments A-E to run, e.g. E (default ABCDE)",
+        default="ABCDEF",
+        help="which of the experiments A-F to run, e.g. E (default ABCDEF)",
     )
+    p.add_argument(
+        "--num-ks",
+        type=int,
+        default=2000,
+        help="F: generated and fresh held-out galaxies per side of each KS distance",
+    )
+    p.add_argument("--prior-max-epochs", type=int, default=300, help="F: latent prior epochs")
     p.add_argument(
         "--sim-model",
         type=Path,
@@ -252,14 +265,15 @@ def main() -> None:
         "instead of training",
     )
     args = p.parse_args()
-    if not set(args.experiments) <= set("ABCDE"):
-        p.error(f"--experiments: expected letters of ABCDE; got {args.experiments!r}")
+    if not set(args.experiments) <= set("ABCDEF"):
+        p.error(f"--experiments: expected letters of ABCDEF; got {args.experiments!r}")
     if args.quick:
         args.num_sims, args.max_epochs, args.num_eval = 1200, 6, 100
+        args.num_ks, args.prior_max_epochs = 200, 5
         args.latent_dim = 8
         args.npe_budgets, args.npe_max_epochs = [300], 3
     name = "vae_galaxies_quick" if args.quick else "vae_galaxies"
-    subset = "" if args.experiments == "ABCDE" else f"_{args.experiments}"
+    subset = "" if args.experiments == "ABCDEF" else f"_{args.experiments}"
     output = args.output = args.output or ROOT / "results" / f"{name}{subset}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(args.seed)
@@ -282,10 +296,11 @@ def main() -> None:
     }
 
     # ------------------------------------------------------------ A: simulations
-    # The simulations and their VAE serve A, C and E.
+    # The simulations and their VAE serve A, C, E and F.
     task = sim_task(args.stamp)
     sim_var = float(task.noise_variance(jnp.zeros((1, 1)))[0, 0])
-    if set(args.experiments) & set("ACE"):
+    sim_model_path = args.sim_model or output.with_suffix("").with_name(name + "_sim_model")
+    if set(args.experiments) & set("ACEF"):
         t0 = time.perf_counter()
         theta, x = task.simulate(k_sim, args.num_sims + 2 * args.num_eval)
         x, theta = np.asarray(x), np.asarray(theta)
@@ -304,12 +319,7 @@ def main() -> None:
             )
             history = V.fit_vae(k_fit, sim_model, x_train, sim_var, free_bits=0.0, **train_opts)
             train_time_s = time.perf_counter() - t0
-            V.save_vae(
-                sim_model,
-                output.with_suffix("").with_name(name + "_sim_model"),
-                history=history,
-                metadata=data_settings,
-            )
+            V.save_vae(sim_model, sim_model_path, history=history, metadata=data_settings)
         else:
             saved = V.load_vae(args.sim_model)
             _check_sim_model(saved.metadata, data_settings, args.sim_model)
@@ -348,6 +358,23 @@ def main() -> None:
     if "E" in args.experiments:
         result["npe_summary"] = npe_embeddings(task, sim_model, theta_test, x_test, args)
         print("E done", json.dumps(result["npe_summary"]), flush=True)
+        _write(output, result)
+
+    # ------------------------------- F: generation from a learned latent prior
+    if "F" in args.experiments:
+        result["generation"], prior = latent_prior_generation(
+            jax.random.fold_in(key, 6), task, sim_model, x_train, sim_var, args, output
+        )
+        # Keep the prior with the simulation VAE it was fitted to.
+        saved = V.load_vae(sim_model_path)
+        V.save_vae(
+            saved.model,
+            sim_model_path,
+            history=saved.history,
+            atypicality=saved.atypicality,
+            metadata=saved.metadata,
+            latent_prior=prior,
+        )
     result["machine"]["loadavg_end"] = os.getloadavg()
     _write(output, result)
     print(markdown(result))
@@ -400,6 +427,101 @@ def evaluate_simulated(
     )
     print("A done", json.dumps({k: v for k, v in sim.items() if "nats" in k}), flush=True)
     return sim
+
+
+def latent_prior_generation(key, task, sim_model, x_train, sim_var, args, output):
+    """F: galaxies generated from N(0, I) and from a learned latent prior vs fresh simulations.
+
+    KS distances with ``--num-ks`` galaxies per side, against three references:
+    a second fresh sample (the noise floor), and noisy reconstructions of fresh
+    simulations, close to what a perfect latent prior would give with this
+    decoder (decoded at the encoder means, not at draws from q(z | x)).
+    """
+    k_fit, k_sim, k_normal, k_prior, k_noise = jax.random.split(key, 5)
+    n = args.num_ks
+    prior = V.LatentPrior(sim_model.latent_dim, rngs=nnx.Rngs(args.seed))
+    t0 = time.perf_counter()
+    history = V.fit_latent_prior(
+        k_fit,
+        prior,
+        sim_model,
+        x_train,
+        draws_per_image=4,
+        max_epochs=args.prior_max_epochs,
+        progress_bar=False,
+    )
+    fit_s = time.perf_counter() - t0
+    _, fresh = task.simulate(k_sim, 3 * n)
+    fresh = np.asarray(fresh)
+    reference, second, to_reconstruct = fresh[:n], fresh[n : 2 * n], fresh[2 * n :]
+    noise = np.sqrt(sim_var) * np.asarray(jax.random.normal(k_noise, to_reconstruct.shape))
+    samples = {
+        "standard_normal_prior": V.generate(k_normal, sim_model, n, noise_variance=sim_var),
+        "learned_latent_prior": V.generate(
+            k_prior, sim_model, n, noise_variance=sim_var, prior=prior
+        ),
+        "reconstructions": np.asarray(V.reconstruct(sim_model, to_reconstruct)) + noise,
+        "second_fresh_sample": second,
+    }
+    stats_ref = V.morphology_statistics(reference)
+    ks = {
+        label: V.morphology_ks_distances(V.morphology_statistics(np.asarray(x)), stats_ref)
+        for label, x in samples.items()
+    }
+    # Held-out density of latent draws: the learned prior against N(0, I).
+    mean, log_std = V.encode(sim_model, reference)
+    z = mean + jnp.exp(log_std) * jax.random.normal(k_noise, mean.shape)
+    log_p_learned = float(jnp.mean(prior.log_prob(z)))
+    log_p_normal = float(jnp.mean(jax.scipy.stats.norm.logpdf(z).sum(axis=1)))
+    figure = save_generated_figure(
+        output.with_suffix(""),
+        reference,
+        samples["standard_normal_prior"],
+        samples["learned_latent_prior"],
+    )
+    out = {
+        "num_per_side": n,
+        "prior": prior.config,
+        "prior_fit_s": fit_s,
+        "prior_history": {
+            "best_epoch": history.best_epoch,
+            "epochs": len(history.validation_loss),
+            "best_validation_loss": history.best_validation_loss,
+        },
+        "held_out_latent_log_density": {"learned": log_p_learned, "standard_normal": log_p_normal},
+        "ks": ks,
+        "figure": figure,
+    }
+    print(
+        "F done",
+        json.dumps({k: {s: v["D"] for s, v in d.items()} for k, d in ks.items()}),
+        flush=True,
+    )
+    return out, prior
+
+
+def save_generated_figure(prefix: Path, held_out, from_normal, from_prior, num: int = 8) -> str:
+    """Rows of fresh simulations, images generated from N(0, I) and from the learned prior."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = (("simulated", held_out), ("N(0, I) prior", from_normal), ("learned prior", from_prior))
+    fig, axes = plt.subplots(3, num, figsize=(1.4 * num, 4.6), squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        images = np.asarray(images)
+        for c in range(num):
+            ax = axes[r, c]
+            ax.imshow(np.arcsinh(images[c] / np.std(held_out)), cmap="gray", origin="lower")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(label, fontsize=8)
+    fig.tight_layout()
+    path = prefix.with_name(prefix.name + "_generated.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return os.path.relpath(path, ROOT.parent)
 
 
 def real_sdss(
@@ -604,7 +726,7 @@ def markdown(r: dict) -> str:
         f"VAE on galaxy stamps ({'quick' if st['quick'] else 'full'} run; "
         f"{st['num_sims']} simulations, stamps {st['stamp']} px, "
         f"latent {st['latent_dim']}, load average at start "
-        f"{r['machine']['loadavg_start'][0]:.1f}; experiments {st.get('experiments', 'ABCDE')})",
+        f"{r['machine']['loadavg_start'][0]:.1f}; experiments {st.get('experiments', 'ABCDEF')})",
         "",
     ]
     rows = [
@@ -690,6 +812,32 @@ def markdown(r: dict) -> str:
                 f"{row['sem_log_q']:.3f} | {row['epochs']} | {row['fit_s']:.0f} |"
             )
         lines.append("")
+    if "generation" in r:
+        g = r["generation"]
+        labels = {
+            "standard_normal_prior": "generated, z ~ N(0, I)",
+            "learned_latent_prior": "generated, z ~ learned prior",
+            "reconstructions": "reconstructions of fresh simulations + noise",
+            "second_fresh_sample": "second fresh sample (floor)",
+        }
+        names = list(next(iter(g["ks"].values())))
+        lines += [
+            f"KS distance D to {g['num_per_side']:,} fresh simulations, "
+            f"{g['num_per_side']:,} galaxies per side",
+            "",
+            "| sample | " + " | ".join(names) + " |",
+            "|---|" + "---:|" * len(names),
+        ]
+        for key, label in labels.items():
+            d = g["ks"][key]
+            lines.append(f"| {label} | " + " | ".join(f"{d[n]['D']:.3f}" for n in names) + " |")
+        h = g["held_out_latent_log_density"]
+        lines += [
+            "",
+            f"Held-out latent draws: mean log p(z) {h['learned']:.2f} nats under the learned "
+            f"prior, {h['standard_normal']:.2f} under N(0, I).",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -18,6 +18,8 @@ Around it, pure functions of ``(key, model, arrays)``:
 * `elbo`, `importance_weighted_bound`, `bits_per_dim`: held-out bounds on
   ``log p(x)`` in nats and bits per dimension;
 * `reconstruct`, `encode`, `generate`, `latent_traversal`;
+* `LatentPrior`, `fit_latent_prior`: a flow fitted to the aggregate posterior
+  after training, to generate from instead of ``N(0, I)``;
 * `VAEEmbedding`: the trained encoder as an NPE embedding, frozen or fine-tuned;
 * `fit_atypicality`, `score_atypicality`, `add_atypicality_columns`: a
   per-observation atypicality score relative to reference data, with a flag;
@@ -74,12 +76,14 @@ from astroprob.nn._vae_objective import (
     gaussian_log_normaliser,
     kl_to_standard_normal,
 )
+from astroprob.nn._vae_prior import LatentPrior
 from astroprob.nn.cnn import ConvEmbedding
 
 __all__ = [
     "Atypicality",
     "AtypicalityReference",
     "ConvVAE",
+    "LatentPrior",
     "SavedVAE",
     "VAEEmbedding",
     "add_atypicality_columns",
@@ -88,6 +92,7 @@ __all__ = [
     "elbo",
     "encode",
     "fit_atypicality",
+    "fit_latent_prior",
     "fit_vae",
     "generate",
     "importance_weighted_bound",
@@ -104,9 +109,10 @@ __all__ = [
 ]
 
 FORMAT = "astroprob-vae"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added the optional latent prior
 CONFIG_FILE = "vae.json"
 WEIGHTS_FILE = "vae_weights.msgpack"
+PRIOR_WEIGHTS_FILE = "latent_prior_weights.msgpack"
 
 
 # --------------------------------------------------------------------------- model
@@ -500,9 +506,10 @@ def generate(
     num_images: int,
     *,
     noise_variance: ArrayLike | None = None,
+    prior: LatentPrior | None = None,
     batch_size: int = 256,
 ) -> Float[Array, "num_images ..."]:
-    """New images ``m(z)``, ``z ~ N(0, I)``; with ``noise_variance``, plus Gaussian noise of it.
+    """New images ``m(z)``; with ``noise_variance``, plus Gaussian noise of it.
 
     Args:
         key: PRNG key.
@@ -510,16 +517,115 @@ def generate(
         num_images: how many.
         noise_variance: per-pixel variance broadcastable to ``(num_images, *obs)``,
             or ``None`` for noiseless means.
+        prior: draw ``z`` from this `LatentPrior` (see `fit_latent_prior`);
+            ``None`` draws ``z ~ N(0, I)``, the prior the VAE was trained with.
         batch_size: images decoded together.
+
+    Raises:
+        ValueError: for a ``prior`` of another latent size, or bad arguments.
     """
     _check_positive_int("num_images", num_images)
     key_z, key_noise = jax.random.split(key)
-    z = jax.random.normal(key_z, (num_images, model.latent_dim))
+    if prior is None:
+        z = jax.random.normal(key_z, (num_images, model.latent_dim))
+    else:
+        _check_prior(prior, model)
+        z = _sample_prior(prior, key_z, num_images)
     images = _map_examples(model, _decode_one, (), (z,), batch_size)
     if noise_variance is None:
         return images
     variance = _broadcast_variance(noise_variance, images.shape)
     return images + jnp.sqrt(variance) * jax.random.normal(key_noise, images.shape)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _sample_prior_impl(graphdef, state, key, num_samples):
+    return nnx.merge(graphdef, state).sample(key, num_samples)
+
+
+def _sample_prior(prior: LatentPrior, key: PRNGKeyArray, num_samples: int) -> Array:
+    graphdef, state = nnx.split(prior)
+    return _sample_prior_impl(graphdef, state, key, num_samples)
+
+
+def _check_prior(prior: Any, model: ConvVAE) -> None:
+    if not isinstance(prior, LatentPrior):
+        raise TypeError(f"prior: expected a LatentPrior; got {type(prior).__name__}")
+    if prior.latent_dim != model.latent_dim:
+        raise ValueError(
+            f"prior: expected latent_dim {model.latent_dim} (the model's); got {prior.latent_dim}"
+        )
+
+
+def fit_latent_prior(
+    key: PRNGKeyArray,
+    prior: LatentPrior,
+    model: ConvVAE,
+    x: ArrayLike,
+    *,
+    draws_per_image: int = 4,
+    **training_options: Any,
+) -> TrainingHistory:
+    """Fit ``prior`` in place to the aggregate posterior ``E_x q(z | x)`` of ``model`` on ``x``.
+
+    Every image gives ``draws_per_image`` draws ``z ~ q(z | x)``. The images,
+    not the draws, are split into training and validation sets, so the
+    validation loss (mean ``-log p(z)`` of the held-out images' draws, in nats)
+    says how well the prior generalises to new galaxies. ``prior.shift`` and
+    ``prior.scale`` are set to the training draws' mean and standard deviation.
+    Fit it to the images the VAE was trained on (or more of the same kind),
+    then pass it to `generate`.
+
+    Args:
+        key: PRNG key for the draws, the split and the batch order.
+        prior: a `LatentPrior` with the model's ``latent_dim``, trained in place.
+        model: a trained `ConvVAE` (not changed).
+        x: images ``(n, *model.observation_shape)`` in data units.
+        draws_per_image: latent draws per image (positive int).
+        **training_options: fields of `TrainingConfig`; defaults here are
+            ``learning_rate=1e-3``, ``batch_size=256``, ``weight_decay=0``.
+
+    Returns:
+        The training history (losses in nats per latent vector).
+
+    Raises:
+        ValueError, TypeError: for a bad argument; the message names it.
+    """
+    if not isinstance(model, ConvVAE):
+        raise TypeError(f"model: expected a ConvVAE; got {type(model).__name__}")
+    _check_prior(prior, model)
+    _check_positive_int("draws_per_image", draws_per_image)
+    options = {"learning_rate": 1e-3, "batch_size": 256, **training_options}
+    try:
+        config = TrainingConfig(**options)
+    except TypeError as err:
+        valid = [f.name for f in dataclasses.fields(TrainingConfig)]
+        raise TypeError(f"unknown training option; expected some of {valid}: {err}") from err
+    x = _as_images(model, x)
+    key_draw, key_split, key_train = jax.random.split(key, 3)
+    mean, log_std = (np.asarray(a, np.float32) for a in encode(model, x))
+    eps = np.asarray(jax.random.normal(key_draw, (draws_per_image, *mean.shape)), np.float32)
+    draws = mean + np.exp(log_std) * eps  # (draws, n, latent)
+    train_idx, val_idx = split_train_validation(key_split, x.shape[0], config.validation_fraction)
+    z_train = draws[:, train_idx].reshape(-1, model.latent_dim)
+    z_val = draws[:, val_idx].reshape(-1, model.latent_dim)
+    shift = z_train.mean(axis=0, dtype=np.float64)
+    scale = z_train.std(axis=0, dtype=np.float64)
+    prior.shift[...] = jnp.asarray(shift, jnp.float32)
+    prior.scale[...] = jnp.asarray(np.where(scale > 0, scale, 1.0), jnp.float32)
+
+    def loss_fn(p: LatentPrior, batch: tuple[Array]) -> Array:
+        return -p.log_prob(batch[0])
+
+    return train(
+        key_train,
+        prior,
+        loss_fn,
+        (jnp.asarray(z_train),),
+        (jnp.asarray(z_val),),
+        config,
+        description="latent prior",
+    )
 
 
 def _decode_one(model: ConvVAE, options: tuple, z: Array) -> Array:
@@ -781,12 +887,14 @@ class SavedVAE:
         history: its training history, if it was saved.
         atypicality: its atypicality reference, if it was saved.
         metadata: the free-form ``metadata`` dict given to `save_vae`.
+        latent_prior: its `LatentPrior`, if it was saved.
     """
 
     model: ConvVAE
     history: TrainingHistory | None
     atypicality: AtypicalityReference | None
     metadata: dict[str, Any]
+    latent_prior: LatentPrior | None = None
 
 
 def save_vae(
@@ -796,10 +904,13 @@ def save_vae(
     history: TrainingHistory | None = None,
     atypicality: AtypicalityReference | None = None,
     metadata: dict[str, Any] | None = None,
+    latent_prior: LatentPrior | None = None,
 ) -> Path:
     """Save config (JSON) and weights (msgpack of raw arrays, no pickle) into directory ``path``.
 
-    Both files are written atomically; the config records the weights' checksum.
+    Every file is written atomically; the config, written last, records the
+    weights' checksums. A ``latent_prior`` (see `fit_latent_prior`) is saved
+    alongside in its own weights file.
 
     Returns:
         The directory.
@@ -808,8 +919,10 @@ def save_vae(
         raise TypeError(f"model: expected a ConvVAE; got {type(model).__name__}")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    state = nnx.state(model, nnx.Not(nnx.RngState))
-    blob = _checkpoint.encode_arrays(_checkpoint.flatten_state(nnx.to_pure_dict(state)))
+    if latent_prior is not None:
+        _check_prior(latent_prior, model)
+    blob = _weights_blob(model)
+    prior_blob = None if latent_prior is None else _weights_blob(latent_prior)
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -819,8 +932,13 @@ def save_vae(
         "atypicality": None if atypicality is None else atypicality.to_dict(),
         "metadata": metadata or {},
         "weights_sha256": _checkpoint.sha256(blob),
+        "latent_prior": None
+        if latent_prior is None
+        else {"config": latent_prior.config, "weights_sha256": _checkpoint.sha256(prior_blob)},
     }
     _checkpoint.write_atomic(path / WEIGHTS_FILE, blob)
+    if prior_blob is not None:
+        _checkpoint.write_atomic(path / PRIOR_WEIGHTS_FILE, prior_blob)
     _checkpoint.write_json_atomic(path / CONFIG_FILE, config)
     return path
 
@@ -856,12 +974,7 @@ def load_vae(path: str | Path, *, encoder: nnx.Module | None = None) -> SavedVAE
         )
     if arch["encoder"] is None and encoder is not None:
         raise ValueError("encoder: this VAE was built with the default encoder; got one")
-    blob = weights_path.read_bytes()
-    if _checkpoint.sha256(blob) != config["weights_sha256"]:
-        raise ValueError(
-            f"{weights_path}: checksum does not match {config_path}; the directory mixes files "
-            "from different runs or the weights are corrupted"
-        )
+    blob = _read_checked(weights_path, config["weights_sha256"], config_path)
     psf_shape = arch["psf_shape"]
     model = ConvVAE(
         tuple(arch["image_shape"]),
@@ -873,11 +986,17 @@ def load_vae(path: str | Path, *, encoder: nnx.Module | None = None) -> SavedVAE
         psf=None if psf_shape is None else np.zeros(psf_shape, np.float32),
         rngs=nnx.Rngs(0),
     )
-    state = nnx.state(model, nnx.Not(nnx.RngState))
-    arrays = _checkpoint.decode_arrays(blob, source=str(weights_path))
-    pure = _checkpoint.unflatten_like(nnx.to_pure_dict(state), arrays, source=str(weights_path))
-    nnx.replace_by_pure_dict(state, pure)
-    nnx.update(model, state)
+    _load_weights(model, blob, weights_path)
+    latent_prior = None
+    if config.get("latent_prior") is not None:
+        prior_path = path / PRIOR_WEIGHTS_FILE
+        if not prior_path.is_file():
+            raise FileNotFoundError(f"{prior_path}: no such file; {config_path} records a prior")
+        prior_blob = _read_checked(
+            prior_path, config["latent_prior"]["weights_sha256"], config_path
+        )
+        latent_prior = LatentPrior(**config["latent_prior"]["config"], rngs=nnx.Rngs(0))
+        _load_weights(latent_prior, prior_blob, prior_path)
     history = config.get("history")
     history = None if history is None else TrainingHistory.from_dict(history)
     reference = (
@@ -885,7 +1004,30 @@ def load_vae(path: str | Path, *, encoder: nnx.Module | None = None) -> SavedVAE
         if config.get("atypicality") is None
         else AtypicalityReference.from_dict(config["atypicality"])
     )
-    return SavedVAE(model, history, reference, dict(config.get("metadata") or {}))
+    return SavedVAE(model, history, reference, dict(config.get("metadata") or {}), latent_prior)
+
+
+def _weights_blob(module: nnx.Module) -> bytes:
+    state = nnx.state(module, nnx.Not(nnx.RngState))
+    return _checkpoint.encode_arrays(_checkpoint.flatten_state(nnx.to_pure_dict(state)))
+
+
+def _read_checked(weights_path: Path, sha256: str, config_path: Path) -> bytes:
+    blob = weights_path.read_bytes()
+    if _checkpoint.sha256(blob) != sha256:
+        raise ValueError(
+            f"{weights_path}: checksum does not match {config_path}; the directory mixes files "
+            "from different runs or the weights are corrupted"
+        )
+    return blob
+
+
+def _load_weights(module: nnx.Module, blob: bytes, source: Path) -> None:
+    state = nnx.state(module, nnx.Not(nnx.RngState))
+    arrays = _checkpoint.decode_arrays(blob, source=str(source))
+    pure = _checkpoint.unflatten_like(nnx.to_pure_dict(state), arrays, source=str(source))
+    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, pure))
+    nnx.update(module, state)
 
 
 # ----------------------------------------------------------------------- helpers
