@@ -1,4 +1,4 @@
-"""Building blocks of the VAE decoder: upsampling and the PSF convolution.
+"""Building blocks of the VAE decoder: upsampling, rotation and the PSF convolution.
 
 The decoder's 3×3 convolutions are `astroprob.nn.cnn`'s (a patch matrix times a
 kernel, which XLA runs much faster than ``lax.conv`` inside the training loop's
@@ -93,3 +93,35 @@ def psf_convolve(
     # scipy's "same" keeps the centre of the full output, which starts at (ph - 1) // 2.
     top, left = (ph - 1) // 2, (pw - 1) // 2
     return out[:, top : top + height, left : left + width, :]
+
+
+def rotate_images(
+    images: Float[Array, "b h w c"], angle: Float[Array, " b"]
+) -> Float[Array, "b h w c"]:
+    """Rotate each image counterclockwise by ``angle`` (radians) about the stamp centre.
+
+    Bilinear interpolation, zero outside the stamp; the output pixel at
+    ``p`` (relative to the centre, ``x`` along columns and ``y`` along rows)
+    takes the input at ``R(-angle) p``. A rotation by ``π/2`` is exactly the
+    pixel permutation of `astroprob.nn.groups.CyclicGroup(4)`'s element 1
+    (up to rounding of ``cos(π/2)``).
+
+    Args:
+        images: ``(batch, height, width, bands)``.
+        angle: ``(batch,)`` radians.
+    """
+    height, width = images.shape[1], images.shape[2]
+    ys, xs = jnp.mgrid[:height, :width].astype(images.dtype)
+    cy, cx = (height - 1) / 2, (width - 1) / 2
+    px, py = xs - cx, ys - cy
+
+    def one(image: Array, a: Array) -> Array:
+        cos, sin = jnp.cos(a), jnp.sin(a)
+        coords = [-sin * px + cos * py + cy, cos * px + sin * py + cx]
+        bands = [
+            jax.scipy.ndimage.map_coordinates(image[..., k], coords, order=1, mode="constant")
+            for k in range(image.shape[-1])
+        ]
+        return jnp.stack(bands, axis=-1)
+
+    return jax.vmap(one)(images, angle.astype(images.dtype))

@@ -8,7 +8,9 @@ convolutional decoder ``m(z)``, and a Gaussian likelihood
 ``p(x | z) = N(x | m(z), diag v)`` with the *known* per-pixel noise variance
 ``v`` of each observation. With ``psf=`` the decoder draws the galaxy before
 the PSF and its output is convolved with the known PSF, so the latent space
-describes the intrinsic galaxy (Lanusse et al. 2021).
+describes the intrinsic galaxy (Lanusse et al. 2021). With ``orientation=True``
+and a rotation-equivariant encoder, the latent is rotation-invariant and the
+galaxy's orientation is a separate output that rotates the decoded image.
 
 Around it, pure functions of ``(key, model, arrays)``:
 
@@ -67,7 +69,7 @@ from astroprob.nn._vae_figures import (
     plot_latent_traversal,
     plot_reconstructions,
 )
-from astroprob.nn._vae_layers import ConvDecoder, FixedArray, psf_convolve
+from astroprob.nn._vae_layers import ConvDecoder, FixedArray, psf_convolve, rotate_images
 from astroprob.nn._vae_morphology import morphology_ks_distances, morphology_statistics
 from astroprob.nn._vae_objective import (
     diagonal_normal_log_prob,
@@ -135,6 +137,18 @@ class ConvVAE(nnx.Module):
             `ConvEmbedding` with ``hidden`` features.
         psf: the known PSF, ``(ph, pw)`` (all bands) or ``(ph, pw, bands)``; the
             decoder output is convolved with it (linear convolution, "same" size).
+        orientation: split the encoder's output into a rotation-invariant latent
+            and an orientation. Needs an ``encoder`` whose ``output_slices`` are
+            ``"invariant"`` and ``"spin2"``, e.g.
+            ``EquivariantCNN("C4", equivariant_outputs=("spin2",))``. ``q(z | x)``
+            is computed from the invariant features; the angle
+            ``φ = atan2(v2, v1) / 2`` of the spin-2 output ``v`` (defined modulo
+            π, like a position angle) rotates the decoder's image
+            counterclockwise about the stamp centre (bilinear) before the PSF.
+            With a C4 encoder, rotating an image by 90° leaves ``q(z | x)``
+            unchanged and rotates its reconstruction by 90° (to float
+            round-off). A D_N encoder also makes ``z`` mirror-invariant, so the
+            decoder cannot draw handedness (e.g. the winding of spiral arms).
         rngs: random-number streams for the initial weights.
 
     Raises:
@@ -159,6 +173,7 @@ class ConvVAE(nnx.Module):
         hidden: int = 128,
         encoder: Any = None,
         psf: ArrayLike | None = None,
+        orientation: bool = False,
         rngs: nnx.Rngs,
     ):
         image_shape = tuple(image_shape)
@@ -201,6 +216,11 @@ class ConvVAE(nnx.Module):
                 rngs=rngs,
             )
         features = _encoder_features(encoder, self.observation_shape)
+        self.has_orientation = bool(orientation)
+        self.invariant_columns, self.spin2_columns = None, None
+        if self.has_orientation:
+            self.invariant_columns, self.spin2_columns = _orientation_columns(encoder, features)
+            features = self.invariant_columns[1] - self.invariant_columns[0]
         self.encoder = encoder
         self.head = nnx.Linear(features, 2 * latent_dim, rngs=rngs)
         self.decoder = ConvDecoder(
@@ -226,6 +246,7 @@ class ConvVAE(nnx.Module):
             "hidden": self.hidden,
             "psf_shape": None if self.psf_shape is None else list(self.psf_shape),
             "encoder": self.custom_encoder,
+            "orientation": self.has_orientation,
         }
 
     def check_images(self, x: Any, name: str = "x") -> None:
@@ -242,20 +263,53 @@ class ConvVAE(nnx.Module):
         self, x: Float[Array, "batch ..."]
     ) -> tuple[Float[Array, "batch latent"], Float[Array, "batch latent"]]:
         """Mean and log standard deviation of ``q(z | x)``, each ``(batch, latent_dim)``."""
+        mean, log_std, _ = self.encode_with_orientation(x)
+        return mean, log_std
+
+    def encode_with_orientation(
+        self, x: Float[Array, "batch ..."]
+    ) -> tuple[Float[Array, "batch latent"], Float[Array, "batch latent"], Array | None]:
+        """``(mean, log_std, angle)``: `encode` and the orientation ``(batch,)`` in radians.
+
+        ``angle`` is ``None`` for a VAE built without ``orientation``.
+        """
         self.check_images(x)
-        out = self.head(self.encoder(x / self.data_scale[...]))
-        return out[:, : self.latent_dim], out[:, self.latent_dim :]
+        features = self.encoder(x / self.data_scale[...])
+        angle = None
+        if self.has_orientation:
+            a, b = self.spin2_columns
+            angle = 0.5 * jnp.arctan2(features[:, a + 1], features[:, a])
+            a, b = self.invariant_columns
+            features = features[:, a:b]
+        out = self.head(features)
+        return out[:, : self.latent_dim], out[:, self.latent_dim :], angle
 
-    def decode_intrinsic(self, z: Float[Array, "batch latent"]) -> Float[Array, "batch ..."]:
+    def decode_intrinsic(
+        self, z: Float[Array, "batch latent"], angle: ArrayLike | None = None
+    ) -> Float[Array, "batch ..."]:
         """The decoder's image before the PSF, in data units, ``(batch, *observation_shape)``."""
-        return self._from_channels_last(self._intrinsic(z))
+        return self._from_channels_last(self._rotated(self._intrinsic(z), angle))
 
-    def decode(self, z: Float[Array, "batch latent"]) -> Float[Array, "batch ..."]:
-        """Mean image ``m(z)``, PSF-convolved when a PSF is set, ``(batch, *observation_shape)``."""
-        image = self._intrinsic(z)
+    def decode(
+        self, z: Float[Array, "batch latent"], angle: ArrayLike | None = None
+    ) -> Float[Array, "batch ..."]:
+        """Mean image ``m(z)``, PSF-convolved when a PSF is set, ``(batch, *observation_shape)``.
+
+        ``angle`` (radians, broadcastable to ``(batch,)``; only with
+        ``orientation``) rotates the image counterclockwise before the PSF;
+        ``None`` draws it in the canonical orientation.
+        """
+        image = self._rotated(self._intrinsic(z), angle)
         if self.psf is not None:
             image = psf_convolve(image, self.psf[...])
         return self._from_channels_last(image)
+
+    def _rotated(self, image: Array, angle: ArrayLike | None) -> Array:
+        if angle is None:
+            return image
+        if not self.has_orientation:
+            raise ValueError("angle: this VAE was built without orientation; expected None")
+        return rotate_images(image, jnp.broadcast_to(jnp.asarray(angle), image.shape[:1]))
 
     def _intrinsic(self, z: Array) -> Array:
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
@@ -329,10 +383,10 @@ def fit_vae(
     def loss_fn(vae: ConvVAE, batch: tuple[Array, Array, Array]) -> Array:
         xb, vb, ib = batch
         keys = _minibatch_keys(key_noise, ib)
-        mean, log_std = vae.encode(xb)
+        mean, log_std, angle = vae.encode_with_orientation(xb)
         eps = jax.vmap(lambda k: jax.random.normal(k, (vae.latent_dim,)))(keys)
         z = mean + jnp.exp(log_std) * eps
-        log_lik = gaussian_log_likelihood(xb, vae.decode(z), vb)
+        log_lik = gaussian_log_likelihood(xb, vae.decode(z, angle), vb)
         kl = kl_to_standard_normal(mean, log_std)
         return -log_lik + beta * free_bits_penalty(kl, free_bits)
 
@@ -386,11 +440,11 @@ def elbo(
 
 def _elbo_one(model: ConvVAE, options: tuple[int], key: Array, x: Array, v: Array) -> Array:
     (num_samples,) = options
-    mean, log_std = model.encode(x[None])
+    mean, log_std, angle = model.encode_with_orientation(x[None])
     eps = jax.random.normal(key, (num_samples, model.latent_dim))
     z = mean + jnp.exp(log_std) * eps
     xs = jnp.broadcast_to(x, (num_samples, *x.shape))
-    log_lik = gaussian_log_likelihood(xs, model.decode(z), v[None]).mean()
+    log_lik = gaussian_log_likelihood(xs, model.decode(z, angle), v[None]).mean()
     return log_lik - kl_to_standard_normal(mean, log_std).sum()
 
 
@@ -448,7 +502,7 @@ def _iw_one(
 ) -> Array:
     """``log sum_k w_k`` over ``num_chunks * chunk`` draws (the caller subtracts ``log K``)."""
     (chunk,) = options
-    mean, log_std = model.encode(x[None])
+    mean, log_std, angle = model.encode_with_orientation(x[None])
     xs = jnp.broadcast_to(x, (chunk, *x.shape))
 
     def body(i: Array, total: Array) -> Array:
@@ -456,7 +510,7 @@ def _iw_one(
         eps = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(key, k), mean.shape[1:]))(ks)
         z = mean + jnp.exp(log_std) * eps
         log_w = (
-            gaussian_log_likelihood(xs, model.decode(z), v[None])
+            gaussian_log_likelihood(xs, model.decode(z, angle), v[None])
             + diagonal_normal_log_prob(z, 0.0, 0.0)
             - diagonal_normal_log_prob(z, mean, log_std)
         )
@@ -491,13 +545,14 @@ def _encode_one(model: ConvVAE, options: tuple, x: Array) -> tuple[Array, Array]
 
 
 def reconstruct(model: ConvVAE, x: ArrayLike, *, batch_size: int = 256) -> Float[Array, "n ..."]:
-    """Decoder mean at the encoder mean, ``m(μ(x))``, same shape as ``x``."""
+    """Decoder mean at the encoder mean, ``m(μ(x))`` (at ``x``'s orientation), shape of ``x``."""
     x = _as_images(model, x)
     return _map_examples(model, _reconstruct_one, (), (x,), batch_size)
 
 
 def _reconstruct_one(model: ConvVAE, options: tuple, x: Array) -> Array:
-    return model.decode(model.encode(x[None])[0])[0]
+    mean, _, angle = model.encode_with_orientation(x[None])
+    return model.decode(mean, angle)[0]
 
 
 def generate(
@@ -521,6 +576,9 @@ def generate(
             ``None`` draws ``z ~ N(0, I)``, the prior the VAE was trained with.
         batch_size: images decoded together.
 
+    A VAE with ``orientation`` draws each image at an angle uniform in
+    ``[-π/2, π/2)``: the sky has no preferred orientation.
+
     Raises:
         ValueError: for a ``prior`` of another latent size, or bad arguments.
     """
@@ -531,7 +589,13 @@ def generate(
     else:
         _check_prior(prior, model)
         z = _sample_prior(prior, key_z, num_images)
-    images = _map_examples(model, _decode_one, (), (z,), batch_size)
+    if model.has_orientation:
+        angle = jax.random.uniform(
+            jax.random.fold_in(key, 2), (num_images,), minval=-math.pi / 2, maxval=math.pi / 2
+        )
+        images = _map_examples(model, _decode_rotated_one, (), (z, angle), batch_size)
+    else:
+        images = _map_examples(model, _decode_one, (), (z,), batch_size)
     if noise_variance is None:
         return images
     variance = _broadcast_variance(noise_variance, images.shape)
@@ -630,6 +694,10 @@ def fit_latent_prior(
 
 def _decode_one(model: ConvVAE, options: tuple, z: Array) -> Array:
     return model.decode(z[None])[0]
+
+
+def _decode_rotated_one(model: ConvVAE, options: tuple, z: Array, angle: Array) -> Array:
+    return model.decode(z[None], angle[None])[0]
 
 
 def latent_traversal(
@@ -839,6 +907,10 @@ class VAEEmbedding(nnx.Module):
             or keep it frozen (``False``: its weights are not ``nnx.Param``, so
             the training loop leaves them alone).
         include_log_std: also output ``log σ(x)``, giving ``2 × latent_dim`` features.
+
+    For a VAE with ``orientation``, two more features follow:
+    ``(cos 2φ, sin 2φ)`` of the orientation angle, which rotate as spin 2 (like
+    ``(e1, e2)``), so that NPE can also infer orientation parameters.
     """
 
     def __init__(self, vae: ConvVAE, *, trainable: bool = False, include_log_std: bool = False):
@@ -852,18 +924,28 @@ class VAEEmbedding(nnx.Module):
         self.data_scale = FixedArray(jnp.asarray(vae.data_scale[...]))
         self.latent_dim = vae.latent_dim
         self.observation_shape = vae.observation_shape
+        self.invariant_columns, self.spin2_columns = vae.invariant_columns, vae.spin2_columns
         self.trainable = trainable
         self.include_log_std = include_log_std
 
     def __call__(self, x: Float[Array, "batch ..."]) -> Float[Array, "batch features"]:
-        """Features ``(batch, latent_dim)`` (or ``2 × latent_dim`` with ``log σ``)."""
+        """Features ``(batch, latent_dim)``, doubled with ``log σ``, + 2 with orientation."""
         if tuple(x.shape[1:]) != self.observation_shape:
             raise ValueError(
                 f"x: expected shape (batch, {', '.join(map(str, self.observation_shape))}); "
                 f"got {tuple(x.shape)}"
             )
-        out = self.head(self.encoder(x / self.data_scale[...]))
-        return out if self.include_log_std else out[:, : self.latent_dim]
+        features = self.encoder(x / self.data_scale[...])
+        extra = []
+        if self.spin2_columns is not None:
+            a, b = self.spin2_columns
+            v = features[:, a:b]
+            extra = [v / jnp.sqrt(jnp.sum(v**2, axis=1, keepdims=True) + 1e-12)]
+            a, b = self.invariant_columns
+            features = features[:, a:b]
+        out = self.head(features)
+        out = out if self.include_log_std else out[:, : self.latent_dim]
+        return jnp.concatenate([out, *extra], axis=1) if extra else out
 
 
 def _freeze(module: nnx.Module) -> nnx.Module:
@@ -984,6 +1066,7 @@ def load_vae(path: str | Path, *, encoder: nnx.Module | None = None) -> SavedVAE
         hidden=arch["hidden"],
         encoder=None if encoder is None else nnx.clone(encoder),
         psf=None if psf_shape is None else np.zeros(psf_shape, np.float32),
+        orientation=arch.get("orientation", False),
         rngs=nnx.Rngs(0),
     )
     _load_weights(model, blob, weights_path)
@@ -1094,6 +1177,21 @@ def _check_psf(psf: ArrayLike, in_channels: int) -> Array:
     if not np.all(np.isfinite(kernel)):
         raise ValueError("psf: expected finite values")
     return jnp.asarray(kernel)
+
+
+def _orientation_columns(encoder: Any, features: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Columns ``(start, stop)`` of the invariant and the spin-2 outputs of ``encoder``."""
+    layout = dict(getattr(encoder, "output_slices", ()) or ())
+    if set(layout) != {"invariant", "spin2"} or layout["spin2"].stop - layout["spin2"].start != 2:
+        raise ValueError(
+            "orientation: expected an encoder whose output_slices are 'invariant' and one "
+            "'spin2', e.g. EquivariantCNN('C4', equivariant_outputs=('spin2',)); got "
+            f"{sorted(layout) or 'an encoder without output_slices'}"
+        )
+    if max(s.stop for s in layout.values()) != features:
+        raise ValueError(f"orientation: output_slices do not cover the {features} features")
+    inv, spin = layout["invariant"], layout["spin2"]
+    return (inv.start, inv.stop), (spin.start, spin.stop)
 
 
 def _encoder_features(encoder: nnx.Module, observation_shape: tuple[int, ...]) -> int:
