@@ -329,6 +329,7 @@ def fit_vae(
     *,
     beta: float = 1.0,
     free_bits: float = 0.0,
+    checkpoint_path: str | Path | None = None,
     **training_options: Any,
 ) -> TrainingHistory:
     """Train ``model`` in place by maximising the (β-weighted) ELBO; keep the best weights.
@@ -351,6 +352,12 @@ def fit_vae(
         noise_variance: per-pixel noise variance, broadcastable to ``x`` (> 0).
         beta: weight of the KL term (β-VAE; > 0).
         free_bits: KL floor per latent dimension in nats (>= 0).
+        checkpoint_path: a file the loop's state (weights, optimiser, best
+            weights, history) is written to after every epoch, atomically and
+            without pickle. If it exists when training starts, training resumes
+            from it: call again with the same model architecture, data, key
+            and options after an interruption. A checkpoint written under
+            other settings is refused.
         **training_options: fields of `TrainingConfig` (``learning_rate``,
             ``batch_size``, ``max_epochs``, ``patience``, ``validation_fraction``, ...).
 
@@ -393,8 +400,34 @@ def fit_vae(
     def subset(idx: np.ndarray) -> tuple[Array, Array, Array]:
         return jnp.asarray(x[idx]), jnp.asarray(variance[idx]), jnp.asarray(index[idx])
 
+    checkpoint = resume = None
+    if checkpoint_path is not None:
+        path = Path(checkpoint_path)
+        # What a resumed run must share with the interrupted one, beyond the shapes.
+        settings = {
+            "training": {k: v for k, v in config.to_dict().items() if k != "progress_bar"},
+            "beta": beta,
+            "free_bits": free_bits,
+            "model": model.config,
+            "num_images": n,
+        }
+
+        def checkpoint(state: Any) -> None:
+            _checkpoint.save_loop_state(path, state, settings)
+
+        def resume(template: Any) -> Any:
+            return _checkpoint.load_loop_state(path, template, settings) if path.is_file() else None
+
     return train(
-        key_train, model, loss_fn, subset(train_idx), subset(val_idx), config, description="VAE"
+        key_train,
+        model,
+        loss_fn,
+        subset(train_idx),
+        subset(val_idx),
+        config,
+        description="VAE",
+        checkpoint=checkpoint,
+        resume=resume,
     )
 
 

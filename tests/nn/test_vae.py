@@ -259,3 +259,47 @@ def test_figures_have_one_panel_per_image():
         plt.close(f)
     with pytest.raises(ValueError, match="reconstructions: expected the shape of images"):
         V.plot_reconstructions(x, x[:3])
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_fit_vae_resumes_from_its_checkpoint_file(tmp_path, monkeypatch):
+    x = 0.3 * jax.random.normal(jax.random.key(20), (40, 32, 32))
+    opts = {"max_epochs": 4, "batch_size": 10, "learning_rate": 1e-3, "progress_bar": False}
+    key = jax.random.key(21)
+    full = small_vae(seed=5)
+    full_history = V.fit_vae(key, full, x, 0.05, **opts)
+
+    path = tmp_path / "vae.ckpt"
+    save = V._checkpoint.save_loop_state
+    epochs = []
+
+    def killed_after_epoch_two(*args):
+        save(*args)
+        epochs.append(1)
+        if len(epochs) == 2:
+            raise _Interrupted
+
+    monkeypatch.setattr(V._checkpoint, "save_loop_state", killed_after_epoch_two)
+    with pytest.raises(_Interrupted):
+        V.fit_vae(key, small_vae(seed=5), x, 0.05, checkpoint_path=path, **opts)
+    # The second call trains only epochs 3 and 4, and ends where the full run ended.
+    saved_epochs = []
+    monkeypatch.setattr(
+        V._checkpoint, "save_loop_state", lambda *a: (save(*a), saved_epochs.append(a[1].epoch))
+    )
+    resumed = small_vae(seed=5)
+    history = V.fit_vae(key, resumed, x, 0.05, checkpoint_path=path, **opts)
+    monkeypatch.undo()
+    assert saved_epochs == [3, 4]
+    assert history.validation_loss == full_history.validation_loss
+    for (p, a), (_, b) in zip(
+        jax.tree_util.tree_leaves_with_path(nnx.to_pure_dict(nnx.state(full, nnx.Param))),
+        jax.tree_util.tree_leaves_with_path(nnx.to_pure_dict(nnx.state(resumed, nnx.Param))),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=str(p))
+    with pytest.raises(ValueError, match="other settings"):
+        V.fit_vae(key, small_vae(seed=5), x, 0.05, checkpoint_path=path, beta=2.0, **opts)
