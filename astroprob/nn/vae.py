@@ -111,7 +111,7 @@ __all__ = [
 ]
 
 FORMAT = "astroprob-vae"
-FORMAT_VERSION = 2  # 2 added the optional latent prior
+FORMAT_VERSION = 2  # 2 added the optional latent prior and orientation
 CONFIG_FILE = "vae.json"
 WEIGHTS_FILE = "vae_weights.msgpack"
 PRIOR_WEIGHTS_FILE = "latent_prior_weights.msgpack"
@@ -278,7 +278,10 @@ class ConvVAE(nnx.Module):
         angle = None
         if self.has_orientation:
             a, b = self.spin2_columns
-            angle = 0.5 * jnp.arctan2(features[:, a + 1], features[:, a])
+            v1, v2 = features[:, a], features[:, a + 1]
+            # atan2's gradient is 0/0 at v = 0 (an image with C4 symmetry): use angle 0 there.
+            flat = v1**2 + v2**2 < 1e-30
+            angle = 0.5 * jnp.arctan2(jnp.where(flat, 0.0, v2), jnp.where(flat, 1.0, v1))
             a, b = self.invariant_columns
             features = features[:, a:b]
         out = self.head(features)

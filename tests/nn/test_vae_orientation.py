@@ -138,3 +138,19 @@ def test_bad_orientation_settings_raise():
     plain = V.ConvVAE((16, 16), latent_dim=3, channels=(4,), hidden=16, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="angle: this VAE was built without orientation"):
         plain.decode(jnp.zeros((2, 3)), jnp.zeros(2))
+
+
+def test_gradients_stay_finite_for_an_image_without_orientation(oriented):
+    vae, _ = oriented
+    # An empty stamp has an exactly zero spin-2 output, where atan2's gradient is 0/0.
+    empty = np.zeros((1, 16, 16), np.float32)
+    _, _, angle = vae.encode_with_orientation(jnp.asarray(empty))
+    assert np.all(np.isfinite(angle))
+
+    def loss(model):
+        mean, _, a = model.encode_with_orientation(jnp.asarray(empty))
+        return jnp.sum(model.decode(mean, a) ** 2)
+
+    grads = nnx.grad(loss)(vae)
+    leaves = jax.tree_util.tree_leaves(nnx.to_pure_dict(grads))
+    assert all(np.all(np.isfinite(np.asarray(g))) for g in leaves)
