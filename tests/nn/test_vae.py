@@ -265,6 +265,7 @@ class _Interrupted(Exception):
     pass
 
 
+@pytest.mark.slow  # three short trainings, about a minute
 def test_fit_vae_resumes_from_its_checkpoint_file(tmp_path, monkeypatch):
     x = 0.3 * jax.random.normal(jax.random.key(20), (40, 32, 32))
     opts = {"max_epochs": 4, "batch_size": 10, "learning_rate": 1e-3, "progress_bar": False}
