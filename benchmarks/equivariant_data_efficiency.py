@@ -13,11 +13,20 @@ For each simulation budget, NPE (spline flow) is trained with three embeddings:
 * ``equivariant``: `astroprob.nn.EquivariantCNN` for D4 with invariant features
   plus spin-2 and spin-1 outputs (for the ellipticity and the centroid).
 
-Metric: mean posterior log-probability of the true parameters of ``--test``
-held-out simulations (higher is better), with its standard error.
+Metrics: mean posterior log-probability of the true parameters of ``--test``
+held-out simulations (higher is better), with its standard error; and C2ST
+(0.5 is best) between ``--c2st-samples`` posterior draws and as many NUTS draws
+of the exact posterior (`SersicGalaxy.sample_reference_posterior`, 2 chains
+started at the true parameters), for the first ``--c2st-observations`` held-out
+simulations. The NUTS draws are cached in
+``benchmarks/results/sersic_nuts_reference_seed<seed>.npz`` with the images
+they belong to.
+
+Every row is written to the JSON as soon as it is done; ``--resume`` keeps the
+rows of an earlier run with the same settings and runs only the missing ones.
 
     # Full run (long: use a quiet machine; GPU if available)
-    python benchmarks/equivariant_data_efficiency.py --budgets 1000 10000
+    python benchmarks/equivariant_data_efficiency.py
     # Smoke test (a few minutes on 2 cores): tiny budgets, one epoch
     python benchmarks/equivariant_data_efficiency.py --quick
 
@@ -71,7 +80,38 @@ def d4_orbit(theta, x):
     return np.concatenate(thetas), np.concatenate(xs)
 
 
-def run_one(task, name, budget, train, test, args):
+def nuts_reference(task, test, args):
+    """NUTS draws ``(k, c2st_samples, 7)`` for the first k test images, cached on disk."""
+    k, n = args.c2st_observations, args.c2st_samples
+    theta, x = test[0][:k], test[1][:k]
+    path = RESULTS / f"sersic_nuts_reference_seed{args.seed}.npz"
+    if path.is_file():
+        cached = np.load(path, allow_pickle=False)
+        same = cached["x"].shape == x.shape and np.array_equal(cached["x"], x)
+        same = same and "warmup" in cached.files and int(cached["warmup"]) == args.nuts_warmup
+        if same and cached["samples"].shape[1] >= n:
+            return cached["samples"][:, :n]
+    draws = []
+    for i in range(k):
+        start = time.time()
+        samples = task.sample_reference_posterior(
+            jax.random.fold_in(jax.random.key(args.seed), 1000 + i),
+            x[i],
+            num_samples=n // 2,
+            num_warmup=args.nuts_warmup,
+            num_chains=2,
+            init_theta=theta[i],
+        )
+        draws.append(np.asarray(samples))
+        print(f"NUTS reference {i}: {time.time() - start:.0f} s", flush=True)
+    samples = np.stack(draws)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, samples=samples, x=x, theta=theta, warmup=args.nuts_warmup)
+    os.replace(tmp, path)
+    return samples
+
+
+def run_one(task, name, budget, train, test, reference, args):
     theta, x = train[0][:budget], train[1][:budget]
     if name == "augmented":
         theta, x = d4_orbit(theta, x)
@@ -83,6 +123,11 @@ def run_one(task, name, budget, train, test, args):
     npe.fit(jax.random.key(args.seed + 1), theta, x, **options)
     fit_s = time.time() - start
     logp = np.asarray(npe.posterior(test[1]).log_prob(test[0]))
+    c2st = []
+    if reference is not None:
+        k, n = reference.shape[:2]
+        draws = np.asarray(npe.posterior(test[1][:k]).sample(jax.random.key(args.seed + 2), n))
+        c2st = [ap.diagnostics.c2st(reference[i], draws[i]) for i in range(k)]
     return {
         "model": name,
         "budget": budget,
@@ -94,36 +139,50 @@ def run_one(task, name, budget, train, test, args):
         "compile_s": npe.history.compile_time_s,
         "train_s": npe.history.train_time_s,
         "fit_s": fit_s,
+        "c2st": c2st,
+        "c2st_mean": float(np.mean(c2st)) if c2st else None,
     }
 
 
 def markdown(rows):
     lines = [
-        "| simulations | embedding | training images | mean log q(θ_true | x) | fit (s) |",
-        "|---|---|---|---|---|",
+        "| simulations | embedding | training images | mean log q(θ_true \\| x) | "
+        "C2ST vs NUTS (mean; per observation) | epochs | fit (s) |",
+        "|---:|---|---:|---:|---|---:|---:|",
     ]
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (r["budget"], MODELS.index(r["model"]))):
+        c2st = (
+            f"{r['c2st_mean']:.3f}; " + " ".join(f"{c:.2f}" for c in r["c2st"])
+            if r.get("c2st")
+            else ""
+        )
         lines.append(
-            f"| {r['budget']} | {r['model']} | {r['train_images']} | "
-            f"{r['mean_log_prob']:.3f} ± {r['sem_log_prob']:.3f} | {r['fit_s']:.0f} |"
+            f"| {r['budget']:,} | {r['model']} | {r['train_images']:,} | "
+            f"{r['mean_log_prob']:.3f} ± {r['sem_log_prob']:.3f} | {c2st} | {r['epochs']} | "
+            f"{r['fit_s']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budgets", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--budgets", type=int, nargs="+", default=[1000, 4000, 10000])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--test", type=int, default=2000)
     parser.add_argument("--stamp", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--max-epochs", type=int, default=0, help="0: NPE's default")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--c2st-observations", type=int, default=5, help="0 skips C2ST")
+    parser.add_argument("--c2st-samples", type=int, default=2000)
+    parser.add_argument("--nuts-warmup", type=int, default=500, help="per chain")
     parser.add_argument("--quick", action="store_true", help="tiny settings to test the script")
+    parser.add_argument("--resume", action="store_true", help="keep finished rows of --output")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     if args.quick:
         args.budgets, args.test, args.max_epochs, args.batch_size = [100], 50, 1, 50
+        args.c2st_observations, args.c2st_samples = 0, 0
     suffix = "_quick" if args.quick else ""
     output = Path(args.output or RESULTS / f"equivariant_data_efficiency{suffix}.json")
 
@@ -131,25 +190,58 @@ def main():
     key_train, key_test = jax.random.split(jax.random.key(args.seed))
     train = [np.asarray(a) for a in task.simulate(key_train, max(args.budgets))]
     test = [np.asarray(a) for a in task.simulate(key_test, args.test)]
+    reference = nuts_reference(task, test, args) if args.c2st_observations else None
+    # Settings that change a row's numbers; --resume keeps rows only if they match.
+    fixed = (
+        "nuts_warmup",
+        "test",
+        "stamp",
+        "batch_size",
+        "max_epochs",
+        "seed",
+        "c2st_observations",
+        "c2st_samples",
+    )
+    settings = {k: getattr(args, k) for k in fixed}
     rows = []
+    if args.resume and output.is_file():
+        old = json.loads(output.read_text())
+        if {k: old["settings"].get(k) for k in fixed} != settings:
+            raise SystemExit(f"--resume: {output} was made with other settings; not resuming")
+        rows = old["rows"]
+    output.parent.mkdir(parents=True, exist_ok=True)
     for budget in args.budgets:
         for name in args.models:
-            rows.append(run_one(task, name, budget, train, test, args))
+            if any(r["model"] == name and r["budget"] == budget for r in rows):
+                continue
+            load_before = os.getloadavg()
+            rows.append(run_one(task, name, budget, train, test, reference, args))
+            rows[-1]["loadavg_before_after"] = [load_before, os.getloadavg()]
             print(json.dumps(rows[-1]), flush=True)
+            write(output, task, settings, rows)
+    write(output, task, settings, rows)
+    print(markdown(rows))
+
+
+def write(output, task, settings, rows):
+    """JSON and Markdown of the rows so far, each written atomically."""
     result = {
         "task": repr(task),
-        "settings": {k: v for k, v in vars(args).items() if k != "output"},
+        "settings": settings,
         "rows": rows,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "devices": [str(d) for d in jax.devices()],
         "jax": jax.__version__,
-        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2))
-    output.with_suffix(".md").write_text(markdown(rows))
-    print(markdown(rows))
+    for path, text in (
+        (output, json.dumps(result, indent=2)),
+        (output.with_suffix(".md"), markdown(rows)),
+    ):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
 
 
 if __name__ == "__main__":
