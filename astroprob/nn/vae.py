@@ -274,16 +274,9 @@ class ConvVAE(nnx.Module):
         ``angle`` is ``None`` for a VAE built without ``orientation``.
         """
         self.check_images(x)
-        features = self.encoder(x / self.data_scale[...])
-        angle = None
-        if self.has_orientation:
-            a, b = self.spin2_columns
-            v1, v2 = features[:, a], features[:, a + 1]
-            # atan2's gradient is 0/0 at v = 0 (an image with C4 symmetry): use angle 0 there.
-            flat = v1**2 + v2**2 < 1e-30
-            angle = 0.5 * jnp.arctan2(jnp.where(flat, 0.0, v2), jnp.where(flat, 1.0, v1))
-            a, b = self.invariant_columns
-            features = features[:, a:b]
+        features, angle = _split_orientation(
+            self.encoder(x / self.data_scale[...]), self.invariant_columns, self.spin2_columns
+        )
         out = self.head(features)
         return out[:, : self.latent_dim], out[:, self.latent_dim :], angle
 
@@ -971,14 +964,10 @@ class VAEEmbedding(nnx.Module):
                 f"x: expected shape (batch, {', '.join(map(str, self.observation_shape))}); "
                 f"got {tuple(x.shape)}"
             )
-        features = self.encoder(x / self.data_scale[...])
-        extra = []
-        if self.spin2_columns is not None:
-            a, b = self.spin2_columns
-            v = features[:, a:b]
-            extra = [v / jnp.sqrt(jnp.sum(v**2, axis=1, keepdims=True) + 1e-12)]
-            a, b = self.invariant_columns
-            features = features[:, a:b]
+        features, angle = _split_orientation(
+            self.encoder(x / self.data_scale[...]), self.invariant_columns, self.spin2_columns
+        )
+        extra = [] if angle is None else [jnp.stack([jnp.cos(2 * angle), jnp.sin(2 * angle)], 1)]
         out = self.head(features)
         out = out if self.include_log_std else out[:, : self.latent_dim]
         return jnp.concatenate([out, *extra], axis=1) if extra else out
@@ -1213,6 +1202,24 @@ def _check_psf(psf: ArrayLike, in_channels: int) -> Array:
     if not np.all(np.isfinite(kernel)):
         raise ValueError("psf: expected finite values")
     return jnp.asarray(kernel)
+
+
+def _split_orientation(
+    features: Array, invariant_columns: tuple | None, spin2_columns: tuple | None
+) -> tuple[Array, Array | None]:
+    """Invariant encoder features and the angle ``atan2(v2, v1) / 2`` of the spin-2 output.
+
+    Without orientation (``None`` columns) the features pass unchanged and the angle is None.
+    """
+    if spin2_columns is None:
+        return features, None
+    a = spin2_columns[0]
+    v1, v2 = features[:, a], features[:, a + 1]
+    # atan2's gradient is 0/0 at v = 0 (an empty stamp): use angle 0 there.
+    flat = v1**2 + v2**2 < 1e-30
+    angle = 0.5 * jnp.arctan2(jnp.where(flat, 0.0, v2), jnp.where(flat, 1.0, v1))
+    start, stop = invariant_columns
+    return features[:, start:stop], angle
 
 
 def _orientation_columns(encoder: Any, features: int) -> tuple[tuple[int, int], tuple[int, int]]:
