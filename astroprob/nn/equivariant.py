@@ -17,13 +17,17 @@ that rotate with the image, such as a spin-2 pair for the ellipticity
    run over pixels, group and channels (so they are invariant) with a scale and
    shift per channel shared by the group axis; pointwise nonlinearities (they
    commute with pixel and group permutations);
-3. *pooling to vectors*: per channel and group element, the mean over pixels
-   and the first moments ``mean(f * (x, y))`` expressed in the element's own
-   frame (``g^{-1}`` times the moment), which keep where the light is (a centroid)
-   and are again regular, i.e. permuted by the group;
+3. *pooling to vectors*: per channel and group element, the mean over pixels,
+   the first moments ``mean(f * (x, y))`` expressed in the element's own
+   frame (``g^{-1}`` times the moment), which keep where the light is (a centroid),
+   and the means over soft concentric rings about the image centre (an azimuthally
+   averaged radial profile, which keeps how far from the centre the features
+   are: sizes and concentrations); all are again regular, i.e. permuted by the
+   group, because the square's symmetries map every ring onto itself;
 4. an *invariant head*: mean and max over the group axis (group pooling), then
-   an MLP; and *equivariant heads*: a per-element MLP ``h_g`` then
-   ``sum_g rho(g) A h_g``, which transforms by ``rho`` exactly, by construction.
+   an MLP; and *equivariant heads*: a per-element MLP ``h_g`` of the mean and
+   moments then ``sum_g rho(g) A h_g``, which transforms by ``rho`` exactly, by
+   construction.
 
 Filters are expanded in a fixed basis and transformed by resampling it at
 ``g^{-1} x``. When N divides 4 (C_1, C_2, C_4, D_1, D_2, D_4) the basis is one
@@ -64,6 +68,8 @@ __all__ = [
     "GroupLayerNorm",
     "LiftingConv",
     "filter_basis",
+    "regular_vectors",
+    "ring_weights",
 ]
 
 _Images = Float[Array, "batch *image"]
@@ -262,12 +268,36 @@ class GroupLayerNorm(nnx.Module):
         return (f - mean) * jax.lax.rsqrt(var + self.epsilon) * self.scale[...] + self.shift[...]
 
 
-def regular_vectors(group: Group, f: _Regular) -> Float[Array, "batch g c3"]:
-    """Pool a regular feature map over pixels into regular vectors ``(batch, |G|, 3 channels)``.
+def ring_weights(height: int, width: int, rings: int) -> np.ndarray:
+    """Averaging weights ``(rings, height, width)`` over concentric rings about the centre.
 
-    Per channel and group element ``g``: the pixel mean of ``f`` and the first
+    With ``r`` the distance of a pixel centre from the image centre in units of
+    half the image side, ring ``k`` is the hat function of ``r`` centred on
+    ``k / (rings - 1)`` (``r = 0`` for a single ring) that falls linearly to zero
+    at the neighbouring centres; beyond ``r = 1`` (the corners) the last ring
+    takes the full weight. Soft rings change smoothly with the radius, so
+    rotations off the pixel grid (C_8, ...) move the pooled values only a little.
+    Each ring's weights are normalised to sum to 1 (an empty ring, possible on a
+    tiny map, has all zeros). Rotations by 90 deg and mirrorings of a square map
+    send every ring onto itself, since they keep distances to the centre.
+    """
+    half = max(height - 1, width - 1, 1) / 2
+    ys, xs = np.mgrid[:height, :width].astype(float)
+    radius = np.hypot(xs - (width - 1) / 2, ys - (height - 1) / 2) / half
+    # Round first, so that pixels at the same distance (related by a symmetry)
+    # get bit-identical weights despite round-off.
+    position = np.minimum(np.round(radius * max(rings - 1, 0), 9), rings - 1)
+    weights = np.maximum(1.0 - np.abs(position[None] - np.arange(rings)[:, None, None]), 0.0)
+    return weights / np.maximum(weights.sum(axis=(1, 2), keepdims=True), 1e-12)
+
+
+def regular_vectors(group: Group, f: _Regular, rings: int = 0) -> Float[Array, "batch g k"]:
+    """Pool a regular feature map over pixels into regular vectors ``(batch, |G|, (3 + rings) C)``.
+
+    Per channel and group element ``g``: the pixel mean of ``f``, the first
     moment ``mean(f * (x, y))`` (coordinates in units of half the image side),
-    rotated into ``g``'s frame by ``g^{-1}``. Both transform like ``f``'s group axis.
+    rotated into ``g``'s frame by ``g^{-1}``, and the means over ``rings``
+    concentric rings (`ring_weights`). All transform like ``f``'s group axis.
     """
     batch, height, width, order, channels = f.shape
     half = max(height - 1, width - 1, 1) / 2
@@ -277,7 +307,12 @@ def regular_vectors(group: Group, f: _Regular) -> Float[Array, "batch g c3"]:
     mean = jnp.mean(f, axis=(1, 2))
     moment = jnp.einsum("bhwgc,hwa->bgca", f, jnp.asarray(coords, f.dtype)) / (height * width)
     moment = jnp.einsum("gda,bgca->bgcd", jnp.asarray(inverse, f.dtype), moment)
-    return jnp.concatenate([mean, moment.reshape(batch, order, 2 * channels)], axis=-1)
+    parts = [mean, moment.reshape(batch, order, 2 * channels)]
+    if rings:
+        weights = jnp.asarray(ring_weights(height, width, rings), f.dtype)
+        profile = jnp.einsum("bhwgc,rhw->bgcr", f, weights)
+        parts.append(profile.reshape(batch, order, channels * rings))
+    return jnp.concatenate(parts, axis=-1)
 
 
 def _output_dims(group: Group, outputs: Sequence[str]) -> list[int]:
@@ -320,6 +355,10 @@ class EquivariantCNN(nnx.Module):
         activation: nonlinearity (`astroprob.nn.activations`); pointwise ones
             and maxout (over channels of one group element) are equivariant.
         normalize: whether to apply `GroupLayerNorm` after each group convolution.
+        rings: number of concentric rings over which the last feature map is
+            also averaged (`ring_weights`) for the invariant features, next to
+            its mean and first moments; ``0`` pools with the mean and moments
+            only.
         basis: filter basis, see `LiftingConv`.
         rngs: random streams for the initial weights.
 
@@ -348,6 +387,7 @@ class EquivariantCNN(nnx.Module):
         hidden: int = 64,
         activation: str = "relu",
         normalize: bool = True,
+        rings: int = 4,
         basis: str = "auto",
         rngs: nnx.Rngs,
     ):
@@ -363,6 +403,9 @@ class EquivariantCNN(nnx.Module):
             if value % 2 == 0:
                 raise ValueError(f"{name}: expected an odd number; got {value}")
         channels = tuple(channels)
+        if isinstance(rings, bool) or not isinstance(rings, int) or rings < 0:
+            raise ValueError(f"rings: expected a non-negative int; got {rings!r}")
+        self.rings = rings
         if not channels or not all(
             isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in channels
         ):
@@ -397,7 +440,9 @@ class EquivariantCNN(nnx.Module):
             nnx.List(GroupLayerNorm(factor * c) for c in channels[1:]) if normalize else None
         )
         pooled = 3 * channels[-1]
-        self.invariant_hidden = nnx.Linear(2 * pooled, factor * hidden, rngs=rngs)
+        self.invariant_hidden = nnx.Linear(
+            2 * (pooled + rings * channels[-1]), factor * hidden, rngs=rngs
+        )
         self.invariant_out = nnx.Linear(hidden, features, rngs=rngs)
         if dims:
             self.equivariant_hidden = nnx.Linear(pooled, factor * hidden, rngs=rngs)
@@ -436,11 +481,14 @@ class EquivariantCNN(nnx.Module):
 
     def __call__(self, x: _Images) -> Float[Array, "batch outputs"]:
         """Embed a batch of images: invariant features, then the equivariant outputs."""
-        vectors = regular_vectors(self.group, self.feature_maps(x))  # (batch, |G|, 3C)
+        vectors = regular_vectors(self.group, self.feature_maps(x), self.rings)  # (b, |G|, k)
         pooled = jnp.concatenate([jnp.mean(vectors, axis=1), jnp.max(vectors, axis=1)], -1)
         outputs = [self.invariant_out(self._act(self.invariant_hidden(pooled)))]
         if self.equivariant_out is not None:
-            h = self._act(self.equivariant_hidden(vectors))  # (batch, |G|, hidden)
+            # Mean and moments only: off the pixel grid (C_8, ...) the ring means of
+            # one group element move more under rotations than their group average.
+            moments = vectors[..., : 3 * (vectors.shape[-1] // (3 + self.rings))]
+            h = self._act(self.equivariant_hidden(moments))  # (batch, |G|, hidden)
             for name, layer in zip(self.equivariant_outputs, self.equivariant_out, strict=True):
                 rho = jnp.asarray(self.group.representation(name), h.dtype)  # (|G|, d, d)
                 outputs.append(jnp.einsum("gde,bge->bd", rho, layer(h)))

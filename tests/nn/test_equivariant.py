@@ -10,7 +10,13 @@ from flax import nnx
 import astroprob as ap
 from astroprob.inference._network import context_size
 from astroprob.nn import ConvEmbedding, EquivariantClassifier, EquivariantCNN
-from astroprob.nn.equivariant import GroupConv, GroupLayerNorm, LiftingConv
+from astroprob.nn.equivariant import (
+    GroupConv,
+    GroupLayerNorm,
+    LiftingConv,
+    regular_vectors,
+    ring_weights,
+)
 from astroprob.nn.groups import as_group
 from astroprob.testing import assert_equivariant
 
@@ -97,6 +103,41 @@ def test_plain_pooling_would_break_exactness_but_ours_does_not():
     assert_equivariant(jax.jit(symmetric_pool2), jax.random.key(0), x, group="D4", output="image")
     with pytest.raises(AssertionError):
         assert_equivariant(jax.jit(_avg_pool_2x2), jax.random.key(0), x, group="D4", output="image")
+
+
+@pytest.mark.parametrize("size", [8, 9])
+def test_rings_are_concentric_and_mapped_onto_themselves(size):
+    weights = ring_weights(size, size, 4)
+    np.testing.assert_allclose(weights.sum(axis=(1, 2)), 1.0)
+    # Every pixel contributes; the rings' mean radii grow outwards from the centre.
+    assert np.all(weights.sum(axis=0) > 0)
+    c = (size - 1) / 2
+    radius = np.hypot(*(np.mgrid[:size, :size] - c))
+    mean_radius = np.sum(weights * radius, axis=(1, 2))
+    assert np.all(np.diff(mean_radius) > 0.5)
+    for turned in (np.rot90(weights, axes=(1, 2)), np.swapaxes(weights, 1, 2)):
+        np.testing.assert_array_equal(turned, weights)
+
+
+def test_ring_pooling_is_regular_and_sees_the_radial_profile():
+    group = as_group("D4")
+    f = jax.random.normal(jax.random.key(5), (2, 9, 9, group.order, 3))
+    vectors = regular_vectors(group, f, rings=4)
+    assert vectors.shape == (2, group.order, (3 + 4) * 3)
+    for g in range(group.order):
+        moved = regular_vectors(group, group.act_on_regular(f, g), rings=4)
+        np.testing.assert_allclose(moved, vectors[:, group.inverse_table()[g]], atol=1e-6)
+    # A centred point and a centred ring of the same total: same mean and (zero)
+    # first moments, told apart only by the ring profile.
+    point = np.zeros((1, 9, 9, 1, 1), np.float32)
+    point[0, 4, 4] = 8.0
+    ring = np.zeros_like(point)
+    ring[0, [1, 7, 4, 4, 2, 2, 6, 6], [4, 4, 1, 7, 2, 6, 2, 6]] = 1.0
+    trivial = as_group("C1")
+    plain = [regular_vectors(trivial, jnp.asarray(m)) for m in (point, ring)]
+    np.testing.assert_allclose(plain[0], plain[1], atol=1e-6)
+    profiles = [regular_vectors(trivial, jnp.asarray(m), rings=4)[..., 3:] for m in (point, ring)]
+    assert float(jnp.max(jnp.abs(profiles[0] - profiles[1]))) > 0.1
 
 
 # ----------------------------------------------------------------- C8 / D8 on smooth images
@@ -199,6 +240,7 @@ def test_classifier_bad_pairs_raise(kwargs, match):
         ({"group": "C4", "activation": "swish"}, "activation: expected one of"),
         ({"group": "C8", "basis": "pixel"}, "'pixel' needs a group"),
         ({"group": "C4", "kernel_size": 4}, "kernel_size: expected an odd"),
+        ({"group": "C4", "rings": -1}, "rings: expected a non-negative int"),
     ],
 )
 def test_bad_configuration_raises(kwargs, match):
