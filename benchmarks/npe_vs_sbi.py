@@ -56,7 +56,7 @@ ASTROPROB_NSF_EXTRA = {"num_hidden_layers": 2}
 SBI_NSF_EXTRA = {"num_blocks": 2}
 # astroprob.inference.npe.NPE_TRAINING_DEFAULTS, written out so that the sbi workers
 # never import JAX; tests/inference/test_benchmark_defaults.py checks that they agree.
-ASTROPROB_DEFAULTS = {"batch_size": 50, "weight_decay": 0.1}
+ASTROPROB_DEFAULTS = {"batch_size": 50, "weight_decay": 0.1, "average_decay": 0.99}
 ARCHITECTURE_NOTES = {
     "astroprob": (
         "coupling RQ-spline flow (astroprob defaults); conditioner: MLP on [theta_identity, x] "
@@ -218,6 +218,7 @@ def _worker_astroprob(spec: dict, data_path: Path) -> dict:
         clip_norm=tr["clip_norm"],
         max_epochs=tr["max_epochs"],
         weight_decay=spec["astroprob_weight_decay"],
+        average_decay=spec.get("astroprob_average_decay"),
         progress_bar=False,
     )
     fit_wall_s = time.perf_counter() - t0
@@ -615,11 +616,13 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             "clip_norm": 5.0,
             "max_epochs": args.max_epochs,
         },
-        # Each library trains with its own defaults for the minibatch size and weight
-        # decay (sbi: 200 and torch Adam without decay; astroprob NPE: 50 and AdamW 0.1);
+        # Each library trains with its own defaults for the minibatch size, weight
+        # decay and parameter averaging (sbi: 200, torch Adam without decay, the last
+        # iterate; astroprob NPE: 50, AdamW 0.1, a running average with decay 0.99);
         # everything else in "training" is shared.
         "astroprob_weight_decay": args.astroprob_weight_decay,
         "astroprob_batch_size": args.astroprob_batch_size,
+        "astroprob_average_decay": args.astroprob_average_decay,
         "nsf_sizes": NSF_SIZES,
         "astroprob_nsf_extra": ASTROPROB_NSF_EXTRA,
         "sbi_nsf_extra": SBI_NSF_EXTRA,
@@ -685,6 +688,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
                             "training",
                             "astroprob_weight_decay",
                             "astroprob_batch_size",
+                            "astroprob_average_decay",
                             "repeats",
                         )
                     },
@@ -764,7 +768,7 @@ def render_markdown(doc: dict) -> str:
         "",
         "astroprob's NPE (JAX, Flax NNX) against sbi's NPE (PyTorch) on the same simulations "
         "with the same network sizes and training settings (but each library's own default "
-        "minibatch size and weight decay), made by `benchmarks/npe_vs_sbi.py` "
+        "minibatch size, weight decay and parameter averaging), made by `benchmarks/npe_vs_sbi.py` "
         "(see `benchmarks/README.md` for the method). Raw numbers: "
         f"`{doc.get('output', 'benchmarks/results/npe_vs_sbi.json')}`.",
         "",
@@ -792,9 +796,16 @@ def render_markdown(doc: dict) -> str:
         f"- **Training**: learning rate {tr['learning_rate']}, "
         f"validation fraction {tr['validation_fraction']}, patience {tr['patience']}, "
         f"clip norm {tr['clip_norm']}, max epochs {tr['max_epochs']} on both sides; each "
-        f"library's own default minibatch and weight decay: astroprob batch "
+        f"library's own default minibatch, weight decay and parameter averaging: astroprob batch "
         f"{s.get('astroprob_batch_size', tr['batch_size'])}, AdamW weight decay "
-        f"{s['astroprob_weight_decay']}; sbi batch {tr['batch_size']}, Adam without decay. "
+        f"{s['astroprob_weight_decay']}"
+        + (
+            f", validating a running average of the parameters (decay "
+            f"{s['astroprob_average_decay']} per step)"
+            if s.get("astroprob_average_decay")
+            else ""
+        )
+        + f"; sbi batch {tr['batch_size']}, Adam without decay, last iterate. "
         "NSF with "
         + ", ".join(f"{k}={val}" for k, val in s["nsf_sizes"].items())
         + " on both sides; conditioners: astroprob a 2-hidden-layer MLP, sbi a 2-block "
@@ -1019,6 +1030,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=ASTROPROB_DEFAULTS["weight_decay"],
         help="AdamW weight decay for astroprob (default: NPE's own default)",
+    )
+    p.add_argument(
+        "--astroprob-average-decay",
+        type=float,
+        default=ASTROPROB_DEFAULTS["average_decay"],
+        help="decay of astroprob's parameter average (default: NPE's own default)",
     )
     p.add_argument(
         "--astroprob-batch-size",

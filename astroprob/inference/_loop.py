@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +51,10 @@ class TrainingConfig:
         progress_bar: show a tqdm progress bar with the losses.
         devices: train data-parallel on the first ``devices`` of
             ``jax.devices()`` (``None``: all of them; 1: no sharding).
+        average_decay: if set, validate (and keep as the result) an
+            exponential moving average of the parameters over the optimizer
+            steps, with this decay per step (bias-corrected, as Adam's moments),
+            instead of the last iterate; ``None`` uses the parameters as they are.
     """
 
     learning_rate: float = 5e-4
@@ -62,8 +66,13 @@ class TrainingConfig:
     clip_norm: float | None = 5.0
     progress_bar: bool = True
     devices: int | None = None
+    average_decay: float | None = None
 
     def __post_init__(self) -> None:
+        if self.average_decay is not None and not 0.0 < self.average_decay < 1.0:
+            raise ValueError(
+                f"average_decay: expected None or a number in (0, 1); got {self.average_decay!r}"
+            )
         if self.devices is not None:
             _positive("devices", self.devices, integer=True)
         _positive("learning_rate", self.learning_rate)
@@ -229,12 +238,63 @@ def split_train_validation(
     return np.sort(perm[num_val:]), np.sort(perm[:num_val])
 
 
+class AverageState(NamedTuple):
+    """State of `with_parameter_average`: the inner optimizer's and the running average."""
+
+    inner: Any
+    count: Array
+    average: Any
+
+
+def with_parameter_average(
+    inner: optax.GradientTransformation, decay: float
+) -> optax.GradientTransformation:
+    """Wrap ``inner`` so that its state also tracks an average of the parameters.
+
+    After every update the state holds ``a_t = decay * a_{t-1} + (1 - decay) * p_t``
+    of the updated parameters ``p_t``, from ``a_0 = 0``; `averaged_parameters`
+    returns the bias-corrected ``a_t / (1 - decay^t)`` (Polyak-Ruppert averaging
+    with exponential weights). The updates themselves are ``inner``'s.
+    """
+
+    def init(params: Any) -> AverageState:
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return AverageState(inner.init(params), jnp.zeros((), jnp.int32), zeros)
+
+    def update(updates: Any, state: AverageState, params: Any = None) -> tuple[Any, AverageState]:
+        updates, inner_state = inner.update(updates, state.inner, params)
+        new_params = optax.apply_updates(params, updates)
+        average = jax.tree.map(
+            lambda a, p: decay * a + (1.0 - decay) * p, state.average, new_params
+        )
+        return updates, AverageState(inner_state, state.count + 1, average)
+
+    return optax.GradientTransformation(init, update)
+
+
+def averaged_parameters(state: AverageState, decay: float, params: Any) -> Any:
+    """The bias-corrected parameter average of a `with_parameter_average` state.
+
+    Before the first update it is ``params``.
+    """
+    correction = 1.0 - jnp.asarray(decay, jnp.float32) ** state.count
+    safe = jnp.where(correction > 0, correction, 1.0)
+    return jax.tree.map(
+        lambda a, p: jnp.where(correction > 0, a / safe.astype(a.dtype), p), state.average, params
+    )
+
+
 def make_optimizer(config: TrainingConfig) -> optax.GradientTransformation:
-    """AdamW, preceded by global-norm gradient clipping when ``clip_norm`` is set."""
-    adamw = optax.adamw(config.learning_rate, weight_decay=config.weight_decay)
-    if config.clip_norm is None:
-        return adamw
-    return optax.chain(optax.clip_by_global_norm(config.clip_norm), adamw)
+    """AdamW, preceded by global-norm gradient clipping when ``clip_norm`` is set.
+
+    With ``average_decay`` set, wrapped in `with_parameter_average`.
+    """
+    optimizer = optax.adamw(config.learning_rate, weight_decay=config.weight_decay)
+    if config.clip_norm is not None:
+        optimizer = optax.chain(optax.clip_by_global_norm(config.clip_norm), optimizer)
+    if config.average_decay is not None:
+        optimizer = with_parameter_average(optimizer, config.average_decay)
+    return optimizer
 
 
 def train(
@@ -410,7 +470,13 @@ def _train(
         (params, opt_state), losses = jax.lax.scan(
             step, (params, opt_state), order.reshape(num_batches, batch_size)
         )
-        return params, opt_state, losses.mean()
+        return params, opt_state, losses.mean(), evaluated(params, opt_state)
+
+    def evaluated(params, opt_state):
+        """The parameters that are validated and kept: the iterate or its average."""
+        if config.average_decay is None:
+            return params
+        return averaged_parameters(opt_state, config.average_decay, params)
 
     val_chunk = min(max(batch_size, 1024), n_val)
     num_chunks = math.ceil(n_val / val_chunk)
@@ -436,12 +502,16 @@ def _train(
         vmapped_epoch = jax.vmap(member_epoch, in_axes=(0, 0, 0, 0, None), spmd_axis_name=spmd)
 
         def run_epoch(params, opt_state, rest, keys, active, data):
-            new_params, new_opt_state, losses = vmapped_epoch(params, opt_state, rest, keys, data)
-            # Members that stopped early keep their parameters and optimizer state.
+            new_params, new_opt_state, losses, candidates = vmapped_epoch(
+                params, opt_state, rest, keys, data
+            )
+            # Members that stopped early keep their parameters and optimizer state
+            # (their candidates are never selected: they are not `improved`).
             return (
                 _select_members(active, new_params, params),
                 _select_members(active, new_opt_state, opt_state),
                 losses,
+                candidates,
             )
 
         validation_loss = jax.vmap(member_validation, in_axes=(0, 0, None), spmd_axis_name=spmd)
@@ -518,10 +588,10 @@ def _train(
             key, sub = split_fn(key)
         else:
             key, sub = jax.random.split(key)
-        params, opt_state, train_loss = epoch_fn(
+        params, opt_state, train_loss, candidate = epoch_fn(
             params, opt_state, rest, sub, _place(active, shard), train_data
         )
-        val_loss = np.asarray(val_fn(params, rest, validation_data), dtype=float)
+        val_loss = np.asarray(val_fn(candidate, rest, validation_data), dtype=float)
         train_loss = np.asarray(train_loss, dtype=float)
         bad = np.flatnonzero(~np.isfinite(val_loss) & active)
         if bad.size:
@@ -539,7 +609,7 @@ def _train(
                 if improved[k]:
                     member.best_epoch = epoch
             if improved.any():
-                best_params = select_fn(_place(improved, shard), params, best_params)
+                best_params = select_fn(_place(improved, shard), candidate, best_params)
                 history.best_epoch = epoch
             history.train_loss.append(float(train_loss[active].mean()))
             best_loss = np.where(improved, val_loss, best_loss)
@@ -558,7 +628,7 @@ def _train(
             if val_loss < best_loss:
                 # Copy: the next epoch donates (reuses) the buffers of `params`.
                 best_loss, since_best = val_loss, 0
-                best_params = jax.device_put(params, may_alias=False)
+                best_params = jax.device_put(candidate, may_alias=False)
                 history.best_epoch = epoch
             else:
                 since_best += 1

@@ -49,12 +49,15 @@ FORMAT_VERSION = 2
 """Version 2 added ``support_transform``; version 1 runs load with numpyro's bijection."""
 READABLE_FORMAT_VERSIONS = (1, 2)
 X_SCALINGS = ("auto", "per_feature", "global", "none")
-NPE_TRAINING_DEFAULTS = {"batch_size": 50, "weight_decay": 0.1}
+NPE_TRAINING_DEFAULTS = {"batch_size": 50, "weight_decay": 0.1, "average_decay": 0.99}
 """Where `NPE.fit` departs from `TrainingConfig`'s (sbi's) defaults. Smaller
 minibatches and a little decoupled weight decay, which pulls the conditioners'
 outputs towards the identity spline, gave higher held-out log densities on
-two_moons (10³ and 10⁴ simulations), slcp and gaussian_linear (10⁴); see
-the "NPE ablation" section of docs/benchmarks.md."""
+two_moons (10³ and 10⁴ simulations), slcp and gaussian_linear (10⁴);
+validating and keeping a running average of the parameters (decay 0.99 per
+step) instead of the last iterate gave higher ones again on all three tasks at
+10⁴ simulations and on two_moons and slcp at 10³; see the "NPE ablation"
+section of docs/benchmarks.md."""
 
 
 class NPE:
@@ -197,8 +200,9 @@ class NPE:
             **training_options: fields of `TrainingConfig` (``learning_rate``,
                 ``batch_size``, ``max_epochs``, ``patience``,
                 ``validation_fraction``, ``clip_norm``, ``weight_decay``,
-                ``progress_bar``); ``batch_size`` and ``weight_decay``
-                default to `NPE_TRAINING_DEFAULTS` (50 and 0.1).
+                ``average_decay``, ``progress_bar``); ``batch_size``,
+                ``weight_decay`` and ``average_decay`` default to
+                `NPE_TRAINING_DEFAULTS` (50, 0.1 and 0.99).
             checkpoint: called with the loop's `LoopState` after every epoch
                 (see `astroprob.inference._loop.train`), e.g. to save it.
             resume: called once with the initial `LoopState`; returns a saved

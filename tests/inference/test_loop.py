@@ -1,14 +1,23 @@
-"""The training loop's checkpoint/resume hook: a resumed run equals the uninterrupted one."""
+"""Training loop: a resumed run equals the uninterrupted one; parameter averaging."""
 
+import dataclasses
 import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
-from astroprob.inference._loop import LoopState, TrainingConfig, train, train_ensemble
+from astroprob.inference._loop import (
+    LoopState,
+    TrainingConfig,
+    averaged_parameters,
+    train,
+    train_ensemble,
+    with_parameter_average,
+)
 
 
 class _Linear(nnx.Module):
@@ -93,18 +102,20 @@ def test_a_different_state_gives_a_different_run(data):
 
 
 # ------------------------------------------------------------------ ensembles
-def _run_ensemble(data, **hooks):
+def _run_ensemble(data, config=CONFIG, **hooks):
     models = [_Linear(nnx.Rngs(seed)) for seed in (1, 5, 7)]
     keys = jnp.stack([jax.random.key(2), jax.random.key(3), jax.random.key(4)])
-    history = train_ensemble(keys, models, _loss, *data, CONFIG, **hooks)
+    history = train_ensemble(keys, models, _loss, *data, config, **hooks)
     return models, history
 
 
-def test_ensemble_members_equal_separate_runs(data):
-    models, history = _run_ensemble(data)
+@pytest.mark.parametrize("average_decay", [None, 0.8], ids=["iterates", "averaged"])
+def test_ensemble_members_equal_separate_runs(data, average_decay):
+    config = dataclasses.replace(CONFIG, average_decay=average_decay)
+    models, history = _run_ensemble(data, config)
     for k, (seed, key) in enumerate([(1, 2), (5, 3), (7, 4)]):
         model = _Linear(nnx.Rngs(seed))
-        alone = train(jax.random.key(key), model, _loss, *data, CONFIG)
+        alone = train(jax.random.key(key), model, _loss, *data, config)
         member = history.members[k]
         np.testing.assert_allclose(member.validation_loss, alone.validation_loss, rtol=1e-5)
         assert member.best_epoch == alone.best_epoch
@@ -159,3 +170,49 @@ def test_checkpoint_file_resumes_only_under_the_same_settings(data, tmp_path):
     _checkpoint.save_loop_state(path, states[0])  # as written before settings existed
     with pytest.raises(ValueError, match="older astroprob"):
         _run(data, resume=restore)
+
+
+# ------------------------------------------------------------ parameter averaging
+def test_parameter_average_is_the_bias_corrected_ema_of_the_iterates():
+    decay = 0.9
+    optimizer = with_parameter_average(optax.sgd(0.1), decay)
+    params = {"w": jnp.array([1.0, -2.0])}
+    state = optimizer.init(params)
+    # Before any step the "average" is the parameters themselves.
+    np.testing.assert_array_equal(averaged_parameters(state, decay, params)["w"], params["w"])
+    iterates = []
+    for _ in range(5):
+        grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2 * jnp.array([1.0, 3.0])))(params)
+        updates, state = optimizer.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        iterates.append(np.asarray(params["w"]))
+    weights = (1 - decay) * decay ** np.arange(4, -1, -1)
+    expected = weights @ np.stack(iterates) / (1 - decay**5)
+    np.testing.assert_allclose(averaged_parameters(state, decay, params)["w"], expected, rtol=1e-6)
+    # The updates are the inner optimizer's: plain SGD moved the iterate.
+    assert not np.allclose(expected, iterates[-1])
+
+
+def test_training_keeps_the_average_at_the_best_epoch(data):
+    config = dataclasses.replace(CONFIG, average_decay=0.8)
+    saved = []
+    copy = lambda s: jax.tree.map(np.array, (s.params, s.opt_state, s.best_params))  # noqa: E731
+    model = _Linear(nnx.Rngs(1))
+    history = train(
+        jax.random.key(2), model, _loss, *data, config, checkpoint=lambda s: saved.append(copy(s))
+    )
+    params, opt_state, kept = saved[history.best_epoch]
+    average = averaged_parameters(opt_state, 0.8, params)
+    for a, b in zip(jax.tree.leaves(kept), jax.tree.leaves(average), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    # The validation loss recorded is that of the averaged parameters ...
+    x, y = data[1]
+    loss = float(jnp.mean((model(x) - y) ** 2))
+    np.testing.assert_allclose(history.validation_loss[history.best_epoch], loss, rtol=1e-5)
+    # ... which differ from the last iterate (negative control).
+    assert not np.allclose(kept["layer"]["kernel"], params["layer"]["kernel"])
+
+
+def test_bad_average_decay_raises():
+    with pytest.raises(ValueError, match="average_decay: expected None or a number in"):
+        TrainingConfig(average_decay=1.0)
