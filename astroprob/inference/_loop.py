@@ -456,6 +456,12 @@ def _train(
     def example_losses(params: Any, rest: Any, batch: tuple[Array, ...]) -> Array:
         return loss_fn(nnx.merge(graphdef, params, rest), batch)
 
+    def evaluated(params, opt_state):
+        """The parameters that are validated and kept: the iterate or its average."""
+        if config.average_decay is None:
+            return params
+        return averaged_parameters(opt_state, config.average_decay, params)
+
     def member_epoch(params, opt_state, rest, key, data):
         order = jax.random.permutation(key, n_train)[: num_batches * batch_size]
 
@@ -471,12 +477,6 @@ def _train(
             step, (params, opt_state), order.reshape(num_batches, batch_size)
         )
         return params, opt_state, losses.mean(), evaluated(params, opt_state)
-
-    def evaluated(params, opt_state):
-        """The parameters that are validated and kept: the iterate or its average."""
-        if config.average_decay is None:
-            return params
-        return averaged_parameters(opt_state, config.average_decay, params)
 
     val_chunk = min(max(batch_size, 1024), n_val)
     num_chunks = math.ceil(n_val / val_chunk)

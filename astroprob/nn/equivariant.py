@@ -481,13 +481,14 @@ class EquivariantCNN(nnx.Module):
 
     def __call__(self, x: _Images) -> Float[Array, "batch outputs"]:
         """Embed a batch of images: invariant features, then the equivariant outputs."""
-        vectors = regular_vectors(self.group, self.feature_maps(x), self.rings)  # (b, |G|, k)
+        f = self.feature_maps(x)
+        vectors = regular_vectors(self.group, f, self.rings)  # (batch, |G|, (3 + rings) C)
         pooled = jnp.concatenate([jnp.mean(vectors, axis=1), jnp.max(vectors, axis=1)], -1)
         outputs = [self.invariant_out(self._act(self.invariant_hidden(pooled)))]
         if self.equivariant_out is not None:
             # Mean and moments only: off the pixel grid (C_8, ...) the ring means of
             # one group element move more under rotations than their group average.
-            moments = vectors[..., : 3 * (vectors.shape[-1] // (3 + self.rings))]
+            moments = vectors[..., : 3 * f.shape[-1]]
             h = self._act(self.equivariant_hidden(moments))  # (batch, |G|, hidden)
             for name, layer in zip(self.equivariant_outputs, self.equivariant_out, strict=True):
                 rho = jnp.asarray(self.group.representation(name), h.dtype)  # (|G|, d, d)
