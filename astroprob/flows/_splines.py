@@ -28,6 +28,19 @@ cumulative sums of the bin sizes are one small triangular matrix product, which
 is faster than ``cumsum`` on CPU and kept at full float32 precision on every
 backend. Tail points are evaluated at a safe interior value and then replaced,
 so that no NaN or infinite intermediate reaches the gradients.
+
+Sampling evaluates the inverse on many rows. Where each row has one spline
+value (the inverse passes of autoregressive layers, coupling layers on
+two-dimensional parameters), `rq_spline` unrolls the ``K`` bins into ``K``
+arrays of the values' shape instead: the softmax, the cumulative sums (added in
+bin order) and the choice of the bin (a chain of ``where`` over the interior
+knots) become elementwise operations on one flat axis, which XLA vectorises,
+where the reductions over a trailing axis of ``K`` were not. On the 2-core CPU
+this draws two_moons posteriors about 3.5 times faster. With several values per
+row XLA splits the unrolled exponentials into one pass per bin, and the
+trailing-axis form is faster, so it stays in use there and for the forward
+direction. The unrolled form is differentiated through the trailing-axis one
+(a custom JVP), whose backward pass compiles to far fewer kernels.
 """
 
 # jaxtyping shape strings ("batch dim") are not Python expressions.
@@ -35,7 +48,9 @@ so that no NaN or infinite intermediate reaches the gradients.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from typing import NamedTuple
 
 import jax
@@ -209,6 +224,81 @@ def _bin_values_from_params(
     return (*picked, d_lo, d_hi)
 
 
+def _bin_columns(
+    unnormalised: Array, min_size: float, tail_bound: float
+) -> tuple[list[Array], list[Array]]:
+    """Left knots and sizes of ``K`` bins tiling ``[-B, B]`` exactly, one array per bin.
+
+    Args:
+        unnormalised: ``(*shape, K)`` network outputs.
+        min_size: floor of a bin's size, as a fraction of ``2B``.
+        tail_bound: ``B``.
+
+    Returns:
+        ``(left, sizes)``: two lists of ``K`` arrays of shape ``(*shape,)``. The
+        outer knots are exactly ``±B`` and every size is the difference of
+        neighbouring knots, so the bins tile ``[-B, B]`` without gaps.
+    """
+    num_bins = unnormalised.shape[-1]
+    columns = [unnormalised[..., k] for k in range(num_bins)]
+    top = functools.reduce(jnp.maximum, columns)
+    exps = [jnp.exp(c - top) for c in columns]
+    scale = (1.0 - min_size * num_bins) / functools.reduce(operator.add, exps)
+    fractions = [min_size + e * scale for e in exps]
+    edge = jnp.full(top.shape, tail_bound, top.dtype)
+    left, cumulative = [-edge], None
+    for fraction in fractions[:-1]:
+        cumulative = fraction if cumulative is None else cumulative + fraction
+        left.append((2.0 * tail_bound) * cumulative - tail_bound)
+    right = left[1:] + [edge]
+    return left, [r - lo for r, lo in zip(right, left, strict=True)]
+
+
+def _bin_values_unrolled(
+    value: Array,
+    unnormalised_widths: Array,
+    unnormalised_heights: Array,
+    unnormalised_derivatives: Array,
+    *,
+    by_height: bool,
+    tail_bound: float,
+    min_bin_width: float,
+    min_bin_height: float,
+    min_derivative: float,
+) -> tuple[Array, ...]:
+    """`_bin_values_from_params` with the ``K`` bins unrolled (module notes).
+
+    The bin is found among the left knots of ``x`` (``by_height=False``) or of
+    ``y`` (``by_height=True``): walking up the interior knots, every knot at or
+    below the value moves the choice one bin up, so rounding onto a knot still
+    selects exactly one bin. Bin ``k`` has left derivative ``u[k - 1]`` and
+    right derivative ``u[k]`` of the interior ones, and exactly 1 at ``±B``;
+    the softplus is applied to the two chosen derivatives only.
+    """
+    x_left, widths = _bin_columns(unnormalised_widths, min_bin_width, tail_bound)
+    y_left, heights = _bin_columns(unnormalised_heights, min_bin_height, tail_bound)
+    knots = y_left if by_height else x_left
+    num_bins = len(knots)
+    fields = (x_left, widths, y_left, heights)
+    picked = [field[0] for field in fields]
+    raw = [unnormalised_derivatives[..., k] for k in range(num_bins - 1)]
+    if not raw:  # one bin: both derivatives are the boundary ones
+        ones = jnp.ones(jnp.broadcast_shapes(value.shape, picked[0].shape), value.dtype)
+        return (*picked, ones, ones)
+    raw_lo, raw_hi = raw[0], raw[0]
+    above = [value >= knot for knot in knots[1:]]
+    for k in range(1, num_bins):
+        picked = [
+            jnp.where(above[k - 1], field[k], p) for field, p in zip(fields, picked, strict=True)
+        ]
+        raw_lo = jnp.where(above[k - 1], raw[k - 1], raw_lo)
+        if k < num_bins - 1:
+            raw_hi = jnp.where(above[k - 1], raw[k], raw_hi)
+    d_lo = jnp.where(above[0], _interior_derivative(raw_lo, min_derivative), 1.0)
+    d_hi = jnp.where(above[-1], 1.0, _interior_derivative(raw_hi, min_derivative))
+    return (*picked, d_lo, d_hi)
+
+
 def _clamp_unit(v: Array) -> Array:
     """Clamp a relative position to ``[0, 1]`` with derivative exactly 1.
 
@@ -337,13 +427,50 @@ def rq_spline(
         ``(output, log_abs_det)``, both ``(*shape,)``: ``log|dy/dx|`` forward,
         ``log|dx/dy|`` inverse.
     """
+    settings = {
+        "tail_bound": tail_bound,
+        "min_bin_width": min_bin_width,
+        "min_bin_height": min_bin_height,
+        "min_derivative": min_derivative,
+    }
+    params = (unnormalised_widths, unnormalised_heights, unnormalised_derivatives)
+    if inverse and value.shape[-1:] == (1,) and math.prod(value.shape) >= UNROLLED_MIN_VALUES:
+        return _unrolled_inverse(value, *params, **settings)
+    return _spline(value, *params, inverse=inverse, unrolled=False, **settings)
+
+
+UNROLLED_MIN_VALUES = 4096
+"""Inverse splines of one value per row, and at least this many rows, are unrolled."""
+
+
+def _spline(
+    value: Array,
+    unnormalised_widths: Array,
+    unnormalised_heights: Array,
+    unnormalised_derivatives: Array,
+    *,
+    inverse: bool,
+    unrolled: bool,
+    tail_bound: float,
+    min_bin_width: float,
+    min_bin_height: float,
+    min_derivative: float,
+) -> tuple[Array, Array]:
+    """`rq_spline` with the bins as trailing axes or unrolled (module notes)."""
     inside = (value >= -tail_bound) & (value <= tail_bound)
     safe = jnp.where(inside, value, 0.0)
-    bin_values = _bin_values_from_params(
+    params = (unnormalised_widths, unnormalised_heights, unnormalised_derivatives)
+    shape = jnp.broadcast_shapes(value.shape, *(p.shape[:-1] for p in params))
+    if unrolled:
+        # One flat axis: XLA vectorises the innermost axis of a loop only.
+        safe = jnp.broadcast_to(safe, shape).reshape(-1)
+        params = tuple(
+            jnp.broadcast_to(p, shape + p.shape[-1:]).reshape(-1, p.shape[-1]) for p in params
+        )
+    pick = _bin_values_unrolled if unrolled else _bin_values_from_params
+    bin_values = pick(
         safe,
-        unnormalised_widths,
-        unnormalised_heights,
-        unnormalised_derivatives,
+        *params,
         by_height=inverse,
         tail_bound=tail_bound,
         min_bin_width=min_bin_width,
@@ -351,4 +478,34 @@ def rq_spline(
         min_derivative=min_derivative,
     )
     out, log_det = (_inverse_in_bin if inverse else _forward_in_bin)(safe, bin_values)
+    out, log_det = out.reshape(shape), log_det.reshape(shape)
     return jnp.where(inside, out, value), jnp.where(inside, log_det, 0.0)
+
+
+def _unrolled_inverse(
+    value: Array,
+    unnormalised_widths: Array,
+    unnormalised_heights: Array,
+    unnormalised_derivatives: Array,
+    **settings: float,
+) -> tuple[Array, Array]:
+    """The inverse spline, evaluated unrolled and differentiated through `_spline`.
+
+    The unrolled form is the fast one to evaluate on many values, but its
+    backward pass compiles to many small kernels that run slowly; derivatives
+    (rarely needed for the inverse) therefore come from the form with the bins
+    on a trailing axis, which gives the same numbers up to float32 rounding.
+    """
+
+    @jax.custom_jvp
+    def unrolled_inverse(*args: Array) -> tuple[Array, Array]:
+        return _spline(*args, inverse=True, unrolled=True, **settings)
+
+    @unrolled_inverse.defjvp
+    def unrolled_inverse_jvp(primals, tangents):
+        reference = functools.partial(_spline, inverse=True, unrolled=False, **settings)
+        return jax.jvp(reference, primals, tangents)
+
+    return unrolled_inverse(
+        value, unnormalised_widths, unnormalised_heights, unnormalised_derivatives
+    )

@@ -9,8 +9,10 @@ about early stopping and updates the progress bar.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -543,16 +545,20 @@ def _train(
         ]
     t0 = time.perf_counter()
     out = {} if shard is None else {"out_shardings": shard}
-    epoch_fn = (
-        jax.jit(run_epoch, donate_argnums=(0, 1), **out)
-        .lower(params, opt_state, rest, key, _place(active, shard), train_data)
-        .compile()
-    )
-    val_fn = jax.jit(validation_loss, **out).lower(params, rest, validation_data).compile()
+    lowered = [
+        jax.jit(run_epoch, donate_argnums=(0, 1), **out).lower(
+            params, opt_state, rest, key, _place(active, shard), train_data
+        ),
+        jax.jit(validation_loss, **out).lower(params, rest, validation_data),
+    ]
     if ensemble:
         mask = _place(active, shard)
-        select_fn = jax.jit(_select_members, **out).lower(mask, params, params).compile()
-        split_fn = jax.jit(_split_members, **out).lower(key).compile()
+        lowered.append(jax.jit(_select_members, **out).lower(mask, params, params))
+        lowered.append(jax.jit(_split_members, **out).lower(key))
+    compiled = compile_concurrently(lowered)
+    epoch_fn, val_fn = compiled[:2]
+    if ensemble:
+        select_fn, split_fn = compiled[2:]
     history.compile_time_s = time.perf_counter() - t0
 
     if ensemble:
@@ -679,6 +685,20 @@ def _place(mask: Any, sharding: Any) -> Any:
     if sharding is None:
         return jnp.asarray(mask)
     return _sharding.put(jnp.asarray(mask), sharding)
+
+
+def compile_concurrently(lowered: Sequence[jax.stages.Lowered]) -> list[jax.stages.Compiled]:
+    """Compile traced programs in parallel threads, one per CPU core at most.
+
+    XLA compiles one program on one core and releases the GIL while it does,
+    so the training epoch and the validation pass compile side by side
+    (``lower`` traces in Python and stays in the calling thread).
+    """
+    workers = min(len(lowered), os.cpu_count() or 1)
+    if workers <= 1:
+        return [low.compile() for low in lowered]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda low: low.compile(), lowered))
 
 
 def _leading(data: tuple[Array, ...], name: str) -> int:

@@ -16,6 +16,8 @@ from astroprob.flows._linear import LULinear
 from astroprob.flows._made import MADE, made_masks
 from astroprob.flows._residual import ResidualConditioner
 from astroprob.flows._splines import (
+    UNROLLED_MIN_VALUES,
+    _spline,
     rq_knots,
     rq_spline,
     rq_spline_forward,
@@ -135,6 +137,73 @@ def test_spline_from_network_outputs_equals_the_spline_of_all_knots(moderate, st
         np.testing.assert_allclose(grad_inv, r["grad_params_inv"], rtol=1e-5, atol=1e-6)
         outside = np.abs(np.asarray(x)) > B
         np.testing.assert_array_equal(y[outside], np.asarray(x)[outside])
+
+
+@functools.partial(jax.jit, static_argnames=("inverse", "unrolled"), compiler_options=FAST_COMPILE)
+def _spline_evaluation(params, value, inverse, unrolled):
+    w, h, d = split_spline_params(params, K)
+    return _spline(value, w, h, d, inverse=inverse, unrolled=unrolled, tail_bound=B, **SETTINGS)
+
+
+def test_unrolled_spline_equals_the_trailing_axis_form(moderate, strong):
+    """The bins unrolled into separate arrays give the same spline both ways."""
+    for params, x, r in (moderate, strong):
+        for inverse, value in ((False, x), (True, r["y"])):
+            out, log_det = map(np.asarray, _spline_evaluation(params, value, inverse, True))
+            ref_out, ref_log_det = map(
+                np.asarray, _spline_evaluation(params, value, inverse, False)
+            )
+            # The knots differ by float32 rounding of their sums (about ulp(B)), which
+            # the spline scales by its slope.
+            slope = np.exp(ref_log_det)
+            assert np.all(np.abs(out - ref_out) <= 1e-5 + 8 * np.spacing(np.float32(B)) * slope)
+            # In narrow bins (down to 2B/1000 wide) that rounding is a larger part of
+            # the width, and of the slope.
+            moderate_slope = np.abs(ref_log_det) <= 2.0
+            np.testing.assert_allclose(
+                log_det[moderate_slope], ref_log_det[moderate_slope], rtol=0, atol=1e-3
+            )
+            assert np.all(np.isfinite(log_det))
+            outside = np.abs(np.asarray(value)) > B
+            np.testing.assert_array_equal(out[outside], np.asarray(value)[outside])
+
+
+def test_sampling_sized_inverse_is_unrolled_and_differentiated_through_the_reference():
+    """Many rows of one value take the unrolled inverse; its gradient is the reference's."""
+    n = UNROLLED_MIN_VALUES + 4
+    params = 1.5 * jax.random.normal(jax.random.key(7), (n, 1, 3 * K - 1))
+    y = 4.0 * jax.random.uniform(jax.random.key(8), (n, 1), minval=-1.0, maxval=1.0)
+
+    def inverse(p, value, unrolled=None):
+        w, h, d = split_spline_params(p, K)
+        if unrolled is None:
+            return rq_spline(value, w, h, d, inverse=True, tail_bound=B, **SETTINGS)
+        return _spline(value, w, h, d, inverse=True, unrolled=unrolled, tail_bound=B, **SETTINGS)
+
+    def jaxpr(p, value):
+        return str(jax.make_jaxpr(inverse)(p, value))
+
+    assert "name=unrolled_inverse" in jaxpr(params, y)
+    # Negative controls: few rows, or two values per row, keep the reference form.
+    assert "name=unrolled_inverse" not in jaxpr(params[:10], y[:10])
+    assert "name=unrolled_inverse" not in jaxpr(params.reshape(-1, 2, 3 * K - 1), y.reshape(-1, 2))
+
+    def loss(p, unrolled=None):
+        out, log_det = inverse(p, y, unrolled)
+        return jnp.sum(out) + jnp.sum(log_det)
+
+    fast = jax.jit(lambda p: (inverse(p, y), jax.grad(loss)(p)), compiler_options=FAST_COMPILE)
+    reference = jax.jit(
+        lambda p: (inverse(p, y, False), jax.grad(lambda q: loss(q, False))(p)),
+        compiler_options=FAST_COMPILE,
+    )
+    (out, log_det), grad = fast(params)
+    (ref_out, ref_log_det), ref_grad = reference(params)
+    slope = np.exp(np.asarray(ref_log_det))
+    assert np.all(np.abs(out - ref_out) <= 1e-5 + 8 * np.spacing(np.float32(B)) * slope)
+    # The gradient is the reference's own: the same computation, to the last bit.
+    np.testing.assert_array_equal(grad, ref_grad)
+    assert np.all(np.isfinite(grad))
 
 
 def test_spline_log_det_matches_autodiff(moderate, strong):
