@@ -9,8 +9,10 @@ about early stopping and updates the progress bar.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
+import hashlib
 import math
 import os
 import time
@@ -107,7 +109,9 @@ class TrainingHistory:
         num_train: simulations used for training.
         num_validation: simulations used for validation.
         num_invalid: simulations excluded because they held NaN or inf.
-        compile_time_s: seconds spent compiling the epoch and validation functions.
+        compile_time_s: seconds spent tracing and compiling the epoch and validation
+            functions (tracing only where this process compiled the same programs
+            before: `ExecutableCache`).
         train_time_s: seconds spent training, compilation excluded.
         num_devices: devices the training was spread over (`jax.sharding`).
         members: for an ensemble (`train_ensemble`), one history per member;
@@ -555,7 +559,7 @@ def _train(
         mask = _place(active, shard)
         lowered.append(jax.jit(_select_members, **out).lower(mask, params, params))
         lowered.append(jax.jit(_split_members, **out).lower(key))
-    compiled = compile_concurrently(lowered)
+    compiled = EXECUTABLES.compile(lowered)
     epoch_fn, val_fn = compiled[:2]
     if ensemble:
         select_fn, split_fn = compiled[2:]
@@ -687,18 +691,65 @@ def _place(mask: Any, sharding: Any) -> Any:
     return _sharding.put(jnp.asarray(mask), sharding)
 
 
-def compile_concurrently(lowered: Sequence[jax.stages.Lowered]) -> list[jax.stages.Compiled]:
-    """Compile traced programs in parallel threads, one per CPU core at most.
+class ExecutableCache:
+    """Compiled programs shared by every fit whose program is the same.
 
-    XLA compiles one program on one core and releases the GIL while it does,
-    so the training epoch and the validation pass compile side by side
-    (``lower`` traces in Python and stays in the calling thread).
+    Each fit traces fresh closures, which `jax.jit` cannot recognise as seen
+    before, so refitting the same architecture on data of the same shapes
+    (ensembles of separate runs, simulation-based calibration, a notebook cell
+    run again) compiled again for seconds. The traced program's StableHLO text
+    is the key here instead: identical programs, on the same devices, reuse one
+    executable. Hyperparameters that are compiled in as constants (learning
+    rate, batch size, architecture) make a different program, and a fresh
+    compilation. The least recently used programs are dropped beyond
+    ``max_entries``.
     """
-    workers = min(len(lowered), os.cpu_count() or 1)
-    if workers <= 1:
-        return [low.compile() for low in lowered]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda low: low.compile(), lowered))
+
+    def __init__(self, max_entries: int = 32):
+        self.max_entries = max_entries
+        self._programs: collections.OrderedDict[tuple, jax.stages.Compiled] = (
+            collections.OrderedDict()
+        )
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(lowered: jax.stages.Lowered) -> tuple:
+        """What identifies a program: its text, the backend and the default device."""
+        text = hashlib.sha256(lowered.as_text().encode()).hexdigest()
+        return (text, jax.default_backend(), str(jax.config.jax_default_device))
+
+    def compile(self, lowered: Sequence[jax.stages.Lowered]) -> list[jax.stages.Compiled]:
+        """The executables of ``lowered``; new ones compiled side by side.
+
+        XLA compiles one program on one core and releases the GIL while it
+        does, so the training epoch and the validation pass compile in parallel
+        threads, one per CPU core at most (``lower`` traced them in Python).
+        """
+        keys = [self.key(low) for low in lowered]
+        missing = {k: low for k, low in zip(keys, lowered, strict=True) if k not in self._programs}
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        workers = min(len(missing), os.cpu_count() or 1)
+        if workers > 1:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+                compiled = list(pool.map(lambda low: low.compile(), missing.values()))
+        else:
+            compiled = [low.compile() for low in missing.values()]
+        self._programs.update(zip(missing, compiled, strict=True))
+        for k in keys:
+            self._programs.move_to_end(k)
+        while len(self._programs) > self.max_entries:
+            self._programs.popitem(last=False)
+        return [self._programs[k] for k in keys]
+
+    def clear(self) -> None:
+        """Drop every compiled program."""
+        self._programs.clear()
+
+
+EXECUTABLES = ExecutableCache()
+"""The programs compiled by the training loop in this process."""
 
 
 def _leading(data: tuple[Array, ...], name: str) -> int:

@@ -11,6 +11,8 @@ import pytest
 from flax import nnx
 
 from astroprob.inference._loop import (
+    EXECUTABLES,
+    ExecutableCache,
     LoopState,
     TrainingConfig,
     averaged_parameters,
@@ -216,3 +218,39 @@ def test_training_keeps_the_average_at_the_best_epoch(data):
 def test_bad_average_decay_raises():
     with pytest.raises(ValueError, match="average_decay: expected None or a number in"):
         TrainingConfig(average_decay=1.0)
+
+
+def test_refitting_the_same_program_reuses_its_executables(data):
+    first_model, _ = _run(data)
+    hits, misses = EXECUTABLES.hits, EXECUTABLES.misses
+    second_model, _ = _run(data)
+    assert (EXECUTABLES.hits, EXECUTABLES.misses) == (hits + 2, misses)
+    # The reused executables give what a fresh compilation gives.
+    EXECUTABLES.clear()
+    fresh_model, _ = _run(data)
+    assert EXECUTABLES.misses == misses + 2
+    reused, fresh = (jax.tree.leaves(nnx.state(m)) for m in (second_model, fresh_model))
+    for a, b in zip(reused, fresh, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Negative control: another learning rate is another training program (the
+    # validation pass, which has no optimizer, stays the same).
+    other = dataclasses.replace(CONFIG, learning_rate=3e-2)
+    train(jax.random.key(2), _Linear(nnx.Rngs(1)), _loss, *data, other)
+    assert (EXECUTABLES.hits, EXECUTABLES.misses) == (hits + 3, misses + 3)
+
+
+def test_executable_cache_keeps_the_most_recently_used_programs():
+    cache = ExecutableCache(max_entries=2)
+    x = jnp.ones(3)
+    double, square, negate = (
+        jax.jit(f).lower(x) for f in (lambda a: 2 * a, lambda a: a * a, lambda a: -a)
+    )
+    first = cache.compile([double, square])
+    assert cache.compile([double])[0] is first[0]  # double is now the most recent
+    cache.compile([negate])  # evicts square
+    assert cache.misses == 3
+    cache.compile([double])
+    assert cache.misses == 3
+    cache.compile([square])
+    assert cache.misses == 4
+    np.testing.assert_array_equal(first[1](x), x * x)
