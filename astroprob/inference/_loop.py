@@ -559,7 +559,8 @@ def _train(
         mask = _place(active, shard)
         lowered.append(jax.jit(_select_members, **out).lower(mask, params, params))
         lowered.append(jax.jit(_split_members, **out).lower(key))
-    compiled = EXECUTABLES.compile(lowered)
+    devices = () if mesh is None else tuple(int(d.id) for d in mesh.devices.flat)
+    compiled = EXECUTABLES.compile(lowered, devices)
     epoch_fn, val_fn = compiled[:2]
     if ensemble:
         select_fn, split_fn = compiled[2:]
@@ -714,19 +715,27 @@ class ExecutableCache:
         self.misses = 0
 
     @staticmethod
-    def key(lowered: jax.stages.Lowered) -> tuple:
-        """What identifies a program: its text, the backend and the default device."""
+    def key(lowered: jax.stages.Lowered, devices: tuple[int, ...] = ()) -> tuple:
+        """What identifies a program: its text, the backend and the devices it runs on."""
         text = hashlib.sha256(lowered.as_text().encode()).hexdigest()
-        return (text, jax.default_backend(), str(jax.config.jax_default_device))
+        return (text, jax.default_backend(), str(jax.config.jax_default_device), devices)
 
-    def compile(self, lowered: Sequence[jax.stages.Lowered]) -> list[jax.stages.Compiled]:
+    def compile(
+        self, lowered: Sequence[jax.stages.Lowered], devices: tuple[int, ...] = ()
+    ) -> list[jax.stages.Compiled]:
         """The executables of ``lowered``; new ones compiled side by side.
 
         XLA compiles one program on one core and releases the GIL while it
         does, so the training epoch and the validation pass compile in parallel
         threads, one per CPU core at most (``lower`` traced them in Python).
+
+        Args:
+            lowered: the traced programs.
+            devices: ids of the devices of the mesh the programs are sharded
+                over (the program text names their positions, not their ids);
+                empty for the default device.
         """
-        keys = [self.key(low) for low in lowered]
+        keys = [self.key(low, devices) for low in lowered]
         missing = {k: low for k, low in zip(keys, lowered, strict=True) if k not in self._programs}
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
@@ -739,9 +748,10 @@ class ExecutableCache:
         self._programs.update(zip(missing, compiled, strict=True))
         for k in keys:
             self._programs.move_to_end(k)
+        executables = [self._programs[k] for k in keys]
         while len(self._programs) > self.max_entries:
             self._programs.popitem(last=False)
-        return [self._programs[k] for k in keys]
+        return executables
 
     def clear(self) -> None:
         """Drop every compiled program."""

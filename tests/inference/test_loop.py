@@ -254,3 +254,6 @@ def test_executable_cache_keeps_the_most_recently_used_programs():
     cache.compile([square])
     assert cache.misses == 4
     np.testing.assert_array_equal(first[1](x), x * x)
+    # The same text sharded over other devices is another program.
+    cache.compile([square], devices=(0, 1))
+    assert cache.misses == 5
