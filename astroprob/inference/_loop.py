@@ -9,12 +9,8 @@ about early stopping and updates the progress bar.
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import dataclasses
-import hashlib
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +25,7 @@ from jaxtyping import Array, PRNGKeyArray
 from tqdm.auto import tqdm
 
 from astroprob.inference import _sharding
+from astroprob.inference._compilation import EXECUTABLES
 
 LossFn = Callable[[nnx.Module, tuple[Array, ...]], Array]
 """``loss_fn(model, batch) -> per-example losses (batch,)``."""
@@ -111,7 +108,7 @@ class TrainingHistory:
         num_invalid: simulations excluded because they held NaN or inf.
         compile_time_s: seconds spent tracing and compiling the epoch and validation
             functions (tracing only where this process compiled the same programs
-            before: `ExecutableCache`).
+            before: `astroprob.inference._compilation.ExecutableCache`).
         train_time_s: seconds spent training, compilation excluded.
         num_devices: devices the training was spread over (`jax.sharding`).
         members: for an ensemble (`train_ensemble`), one history per member;
@@ -690,76 +687,6 @@ def _place(mask: Any, sharding: Any) -> Any:
     if sharding is None:
         return jnp.asarray(mask)
     return _sharding.put(jnp.asarray(mask), sharding)
-
-
-class ExecutableCache:
-    """Compiled programs shared by every fit whose program is the same.
-
-    Each fit traces fresh closures, which `jax.jit` cannot recognise as seen
-    before, so refitting the same architecture on data of the same shapes
-    (ensembles of separate runs, simulation-based calibration, a notebook cell
-    run again) compiled again for seconds. The traced program's StableHLO text
-    is the key here instead: identical programs, on the same devices, reuse one
-    executable. Hyperparameters that are compiled in as constants (learning
-    rate, batch size, architecture) make a different program, and a fresh
-    compilation. The least recently used programs are dropped beyond
-    ``max_entries``.
-    """
-
-    def __init__(self, max_entries: int = 32):
-        self.max_entries = max_entries
-        self._programs: collections.OrderedDict[tuple, jax.stages.Compiled] = (
-            collections.OrderedDict()
-        )
-        self.hits = 0
-        self.misses = 0
-
-    @staticmethod
-    def key(lowered: jax.stages.Lowered, devices: tuple[int, ...] = ()) -> tuple:
-        """What identifies a program: its text, the backend and the devices it runs on."""
-        text = hashlib.sha256(lowered.as_text().encode()).hexdigest()
-        return (text, jax.default_backend(), str(jax.config.jax_default_device), devices)
-
-    def compile(
-        self, lowered: Sequence[jax.stages.Lowered], devices: tuple[int, ...] = ()
-    ) -> list[jax.stages.Compiled]:
-        """The executables of ``lowered``; new ones compiled side by side.
-
-        XLA compiles one program on one core and releases the GIL while it
-        does, so the training epoch and the validation pass compile in parallel
-        threads, one per CPU core at most (``lower`` traced them in Python).
-
-        Args:
-            lowered: the traced programs.
-            devices: ids of the devices of the mesh the programs are sharded
-                over (the program text names their positions, not their ids);
-                empty for the default device.
-        """
-        keys = [self.key(low, devices) for low in lowered]
-        missing = {k: low for k, low in zip(keys, lowered, strict=True) if k not in self._programs}
-        self.hits += len(keys) - len(missing)
-        self.misses += len(missing)
-        workers = min(len(missing), os.cpu_count() or 1)
-        if workers > 1:
-            with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-                compiled = list(pool.map(lambda low: low.compile(), missing.values()))
-        else:
-            compiled = [low.compile() for low in missing.values()]
-        self._programs.update(zip(missing, compiled, strict=True))
-        for k in keys:
-            self._programs.move_to_end(k)
-        executables = [self._programs[k] for k in keys]
-        while len(self._programs) > self.max_entries:
-            self._programs.popitem(last=False)
-        return executables
-
-    def clear(self) -> None:
-        """Drop every compiled program."""
-        self._programs.clear()
-
-
-EXECUTABLES = ExecutableCache()
-"""The programs compiled by the training loop in this process."""
 
 
 def _leading(data: tuple[Array, ...], name: str) -> int:

@@ -28,6 +28,7 @@ from astroprob._version import __version__
 from astroprob.flows import DENSITY_NAMES, make_density
 from astroprob.inference import _checkpoint
 from astroprob.inference._balance import balanced_npe_losses, marginal_pairs
+from astroprob.inference._compilation import SharedJit
 from astroprob.inference._loop import (
     CheckpointFn,
     ResumeFn,
@@ -353,10 +354,10 @@ class NPE:
         if self.ensemble is not None:
             state = jax.tree.map(lambda *a: jnp.stack(a), *[nnx.split(n)[1] for n in networks])
             sample, log_prob = ensemble_mixture(sample, log_prob, self.ensemble)
-        self._sample_jit = jax.jit(sample, static_argnums=3)
-        self._log_prob_jit = jax.jit(log_prob)
-        self._sample_fn = lambda key, x, n: self._sample_jit(state, key, x, n)
-        self._log_prob_fn = lambda theta, x: self._log_prob_jit(state, theta, x)
+        # Compiled once per shape, and shared with every estimator whose program
+        # is the same (a refit or reload of the same architecture).
+        self._sample_fn = SharedJit(sample, state, static_argnums=(2,))
+        self._log_prob_fn = SharedJit(log_prob, state)
 
     @property
     def is_fitted(self) -> bool:

@@ -10,9 +10,8 @@ import optax
 import pytest
 from flax import nnx
 
+from astroprob.inference._compilation import EXECUTABLES, ExecutableCache
 from astroprob.inference._loop import (
-    EXECUTABLES,
-    ExecutableCache,
     LoopState,
     TrainingConfig,
     averaged_parameters,

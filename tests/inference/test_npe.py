@@ -13,6 +13,7 @@ from flax import nnx
 
 import astroprob as ap
 from astroprob.inference import NPE
+from astroprob.inference._compilation import EXECUTABLES
 from astroprob.tasks import Task
 
 NOISE = 0.3
@@ -223,11 +224,11 @@ def test_batch_posterior_equals_single_posteriors(box_npe):
 def test_sampling_many_observations_compiles_once(box_npe):
     x = jnp.zeros((1000, 2))
     post = box_npe.posterior(x)
-    cache = box_npe._sample_jit._cache_size()
+    compiled = box_npe._sample_fn.num_compiled
     a = post.sample(jax.random.key(1), 1000)
     b = box_npe.posterior(x + 0.1).sample(jax.random.key(2), 1000)
     assert a.shape == b.shape == (1000, 1000, 2)
-    assert box_npe._sample_jit._cache_size() == cache + 1
+    assert box_npe._sample_fn.num_compiled == compiled + 1
 
 
 @pytest.mark.parametrize(
@@ -379,3 +380,31 @@ def test_x_scaling_choices_apply_and_survive_save_load(x_scaling, tmp_path):
 def test_unknown_x_scaling_is_rejected():
     with pytest.raises(ValueError, match="x_scaling"):
         NPE(ap.tasks.get("two_moons"), x_scaling="minmax")
+
+
+def test_a_refitted_estimator_reuses_the_posterior_programs(box_task):
+    """Same architecture, same shapes: the sampler and density are compiled once."""
+    theta, x = box_task.simulate(jax.random.key(31), 300)
+    xo = jnp.zeros((3, 2))
+    first = NPE(box_task, "maf", hidden_features=16, num_transforms=2)
+    first.fit(jax.random.key(32), theta, x, max_epochs=2, progress_bar=False)
+    samples_first = first.posterior(xo).sample(jax.random.key(1), 50)
+    hits, misses = EXECUTABLES.hits, EXECUTABLES.misses
+    second = NPE(box_task, "maf", hidden_features=16, num_transforms=2)
+    second.fit(jax.random.key(33), theta, x, max_epochs=2, progress_bar=False)
+    post = second.posterior(xo)
+    samples = post.sample(jax.random.key(1), 50)
+    log_prob = post.log_prob(samples)
+    log_prob_again = post.log_prob(samples)
+    # Training (2 programs) and the sampler hit; log_prob is new (first was not asked).
+    assert EXECUTABLES.hits == hits + 3
+    assert EXECUTABLES.misses == misses + 1
+    assert second._log_prob_fn.num_compiled == 1
+    np.testing.assert_array_equal(log_prob, log_prob_again)
+    # The shared executable computes the second network's posterior, not the first's.
+    assert not np.array_equal(samples, samples_first)
+    graphdef, state = nnx.split(second.network)
+    reference = jax.jit(
+        lambda s, key: second._bijection.to_constrained(nnx.merge(graphdef, s).sample(key, xo, 50))
+    )(state, jax.random.key(1))
+    np.testing.assert_allclose(samples, reference, rtol=1e-6, atol=1e-6)
