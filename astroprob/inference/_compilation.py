@@ -112,15 +112,14 @@ class SharedJit:
         self._static = frozenset(static_argnums)
         self._jitted = jax.jit(fn, static_argnums=tuple(i + 1 for i in self._static))
         self._bound = bound
-        # A state spread over several devices runs there; one on a single device
-        # (or on the host) runs on the default device.
+        # The program runs where the bound state lives (host arrays: the default device).
         devices = {
             d.id
             for leaf in jax.tree.leaves(bound)
             if isinstance(leaf, jax.Array)
             for d in leaf.devices()
         }
-        self._devices = tuple(sorted(devices)) if len(devices) > 1 else ()
+        self._devices = tuple(sorted(devices))
         self._executables: dict[tuple, jax.stages.Compiled] = {}
 
     @property
