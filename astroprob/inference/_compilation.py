@@ -111,14 +111,12 @@ class SharedJit:
     def __init__(self, fn: Callable[..., Any], bound: Any, static_argnums: Sequence[int] = ()):
         self._static = frozenset(static_argnums)
         self._jitted = jax.jit(fn, static_argnums=tuple(i + 1 for i in self._static))
-        self._bound = bound
-        # The program runs where the bound state lives (host arrays: the default device).
-        devices = {
-            d.id
-            for leaf in jax.tree.leaves(bound)
-            if isinstance(leaf, jax.Array)
-            for d in leaf.devices()
-        }
+        # Host arrays (a loaded estimator's state) go to the default device once,
+        # not at every call; the program runs where the state then lives.
+        self._bound = jax.tree.map(
+            lambda a: a if isinstance(a, jax.Array) else jax.device_put(a), bound
+        )
+        devices = {d.id for leaf in jax.tree.leaves(self._bound) for d in leaf.devices()}
         self._devices = tuple(sorted(devices))
         self._executables: dict[tuple, jax.stages.Compiled] = {}
 

@@ -408,3 +408,14 @@ def test_a_refitted_estimator_reuses_the_posterior_programs(box_task):
         lambda s, key: second._bijection.to_constrained(nnx.merge(graphdef, s).sample(key, xo, 50))
     )(state, jax.random.key(1))
     np.testing.assert_allclose(samples, reference, rtol=1e-6, atol=1e-6)
+
+
+def test_a_reloaded_estimator_reuses_the_posterior_programs(box_npe, box_task, tmp_path):
+    """The state read from disk is put on the device once; the sampler is shared."""
+    xo = jnp.zeros((4, 2))
+    expected = box_npe.posterior(xo).sample(jax.random.key(5), 30)
+    loaded = NPE.load(box_npe.save(tmp_path / "run"), task=box_task)
+    hits, misses = EXECUTABLES.hits, EXECUTABLES.misses
+    samples = loaded.posterior(xo).sample(jax.random.key(5), 30)
+    assert (EXECUTABLES.hits, EXECUTABLES.misses) == (hits + 1, misses)
+    np.testing.assert_array_equal(samples, expected)
