@@ -20,6 +20,8 @@ Variants (astroprob NSF with the `npe_vs_sbi.py` sizes):
 - ``soft, b50, wd0.1, avg0.999`` and ``avg0.99``: validating and keeping a
   running average of the parameters with this decay per step
   (``average_decay``; 0.99 is astroprob's default now);
+- ``..., linear``: θ standardised by its linear regression on the data
+  (``theta_scaling="linear"``) instead of one mean and std per parameter;
 - ``sbi``: sbi's NPE with its NSF and defaults (batch 200), for reference. Its
   score uses the flow's density as trained, not renormalised for the mass it
   puts outside a box prior (sbi's sampler rejects that mass; renormalising would
@@ -49,13 +51,14 @@ DEFAULT_OUTPUT = REPO / "benchmarks" / "results" / "npe_ablation.json"
 NSF_SIZES = {"hidden_features": 50, "num_transforms": 5, "num_bins": 10, "tail_bound": 3.0}
 SHARED = {"learning_rate": 5e-4, "validation_fraction": 0.1, "patience": 20, "clip_norm": 5.0}
 VARIANTS = {
-    "numpyro, b200, wd0": ("numpyro", 200, 0.0, None),
-    "soft, b200, wd0": ("soft_interval", 200, 0.0, None),
-    "soft, b50, wd0": ("soft_interval", 50, 0.0, None),
-    "soft, b50, wd0.1": ("soft_interval", 50, 0.1, None),
-    "soft, b50, wd1": ("soft_interval", 50, 1.0, None),
-    "soft, b50, wd0.1, avg0.999": ("soft_interval", 50, 0.1, 0.999),
-    "soft, b50, wd0.1, avg0.99": ("soft_interval", 50, 0.1, 0.99),
+    "numpyro, b200, wd0": ("numpyro", 200, 0.0, None, "per_feature"),
+    "soft, b200, wd0": ("soft_interval", 200, 0.0, None, "per_feature"),
+    "soft, b50, wd0": ("soft_interval", 50, 0.0, None, "per_feature"),
+    "soft, b50, wd0.1": ("soft_interval", 50, 0.1, None, "per_feature"),
+    "soft, b50, wd1": ("soft_interval", 50, 1.0, None, "per_feature"),
+    "soft, b50, wd0.1, avg0.999": ("soft_interval", 50, 0.1, 0.999, "per_feature"),
+    "soft, b50, wd0.1, avg0.99": ("soft_interval", 50, 0.1, 0.99, "per_feature"),
+    "soft, b50, wd0.1, avg0.99, linear": ("soft_interval", 50, 0.1, 0.99, "linear"),
 }
 NUM_HELDOUT = 5_000
 
@@ -66,9 +69,16 @@ def _astroprob_score(task, theta, x, theta_test, x_test, variant: str, seed: int
 
     import astroprob as ap
 
-    support, batch, decay, average = VARIANTS[variant]
+    support, batch, decay, average, theta_scaling = VARIANTS[variant]
     t0 = time.perf_counter()
-    npe = ap.NPE(task, "nsf", support_transform=support, num_hidden_layers=2, **NSF_SIZES)
+    npe = ap.NPE(
+        task,
+        "nsf",
+        support_transform=support,
+        theta_scaling=theta_scaling,
+        num_hidden_layers=2,
+        **NSF_SIZES,
+    )
     npe.fit(
         jax.random.key(seed),
         theta,

@@ -1,7 +1,10 @@
 """The posterior network: z-scoring, an optional embedding, and a conditional density.
 
 It works in the unconstrained parameter space ``u`` (see `_support.py`): the
-density models ``(u - shift) / scale`` given the embedded, z-scored data.
+density models ``(u - shift) / scale`` given the embedded, z-scored data, or,
+with a linear standardisation (`linear_statistics`), ``L⁻¹ (u - b - A z)``
+where ``A z + b`` is the least-squares regression of ``u`` on the z-scored
+data ``z`` and ``L`` the Cholesky factor of the residual covariance.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.scipy.linalg import solve_triangular
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
@@ -43,6 +47,49 @@ def data_statistics(x: ArrayLike, *, per_feature: bool) -> tuple[Array, Array]:
     return jnp.asarray(mean, jnp.float32), jnp.asarray(scale, jnp.float32)
 
 
+def linear_statistics(
+    u: ArrayLike, z: ArrayLike, *, ridge: float = 1e-6
+) -> tuple[Array, Array, Array]:
+    """Least-squares regression of parameters on data, for a conditional standardisation.
+
+    Fits ``u ≈ b + z A`` by ordinary least squares in float64 and returns the
+    intercept ``b`` ``(dim,)``, the slopes ``A`` ``(features, dim)`` and the
+    lower Cholesky factor ``L`` ``(dim, dim)`` of the residual covariance
+    (divided by ``n - features - 1``), so that ``L⁻¹ (u - b - z A)`` has zero
+    mean and unit covariance on the training data. This is the regression
+    adjustment of ABC (Beaumont, Zhang & Balding 2002) used as a fixed first
+    layer: for a linear-Gaussian model the flow is left with the identity.
+
+    Args:
+        u: unconstrained parameters ``(n, dim)``.
+        z: z-scored, flattened data ``(n, features)``.
+        ridge: added to the diagonal of the residual covariance, relative to
+            its mean diagonal, so that ``L`` exists for degenerate residuals.
+
+    Raises:
+        ValueError: if there are not more simulations than ``features + 1``.
+    """
+    u = np.asarray(u, np.float64)
+    z = np.asarray(z, np.float64)
+    n, features = z.shape
+    if n <= features + 1:
+        raise ValueError(
+            f"theta_scaling='linear': needs more training simulations than data features + 1 "
+            f"({features + 1}); got {n}"
+        )
+    design = np.concatenate([np.ones((n, 1)), z], axis=1)
+    coefficients, *_ = np.linalg.lstsq(design, u, rcond=None)
+    residual = u - design @ coefficients
+    covariance = residual.T @ residual / (n - features - 1)
+    jitter = ridge * max(float(np.mean(np.diag(covariance))), np.finfo(np.float32).tiny)
+    cholesky = np.linalg.cholesky(covariance + jitter * np.eye(len(covariance)))
+    return (
+        jnp.asarray(coefficients[0], jnp.float32),
+        jnp.asarray(coefficients[1:], jnp.float32),
+        jnp.asarray(cholesky, jnp.float32),
+    )
+
+
 class PosteriorNetwork(nnx.Module):
     """Conditional density of unconstrained parameters given raw data.
 
@@ -50,8 +97,13 @@ class PosteriorNetwork(nnx.Module):
         density: a conditional density estimator from `astroprob.flows`.
         embedding: module mapping z-scored data ``(batch, *obs_shape)`` to
             ``(batch, features)``, or ``None`` to flatten the data.
-        theta_shift, theta_scale: z-score of the unconstrained parameters, ``(dim,)``.
+        theta_shift, theta_scale: z-score of the unconstrained parameters,
+            ``(dim,)``; or, with ``theta_slope``, the intercept ``(dim,)`` and
+            the lower Cholesky factor ``(dim, dim)`` of `linear_statistics`.
         x_shift, x_scale: z-score of the data, ``obs_shape`` or ``()``.
+        theta_slope: ``None``, or the slopes ``(features, dim)`` of the linear
+            standardisation; it needs ``embedding=None``, since it acts on the
+            flattened z-scored data (the density's context).
     """
 
     def __init__(
@@ -62,11 +114,21 @@ class PosteriorNetwork(nnx.Module):
         theta_scale: Array,
         x_shift: Array,
         x_scale: Array,
+        theta_slope: Array | None = None,
     ):
+        theta_scale = jnp.asarray(theta_scale, jnp.float32)
+        if theta_slope is not None and (embedding is not None or theta_scale.ndim != 2):
+            raise ValueError(
+                "theta_slope: a linear standardisation needs embedding=None and a "
+                f"(dim, dim) Cholesky factor as theta_scale; got theta_scale {theta_scale.shape}"
+            )
         self.density = density
         self.embedding = embedding
         self.theta_shift = Statistic(jnp.asarray(theta_shift, jnp.float32))
-        self.theta_scale = Statistic(jnp.asarray(theta_scale, jnp.float32))
+        self.theta_scale = Statistic(theta_scale)
+        self.theta_slope = (
+            None if theta_slope is None else Statistic(jnp.asarray(theta_slope, jnp.float32))
+        )
         self.x_shift = Statistic(jnp.asarray(x_shift, jnp.float32))
         self.x_scale = Statistic(jnp.asarray(x_scale, jnp.float32))
 
@@ -87,16 +149,32 @@ class PosteriorNetwork(nnx.Module):
         self, u: Float[Array, "batch dim"], context: Float[Array, "batch features"]
     ) -> Float[Array, " batch"]:
         """Log q(u | x) from a precomputed `context` (reuse it across many u)."""
-        z = (u - self.theta_shift[...]) / self.theta_scale[...]
-        log_scale = jnp.sum(jnp.log(self.theta_scale[...]))
+        residual = u - self._shift(context)
+        scale = self.theta_scale[...]
+        if self.theta_slope is None:
+            z = residual / scale
+            log_scale = jnp.sum(jnp.log(scale))
+        else:
+            z = solve_triangular(scale, residual.T, lower=True).T
+            log_scale = jnp.sum(jnp.log(jnp.diagonal(scale)))
         return self.density.log_prob(z, context) - log_scale
 
     def sample(
         self, key: PRNGKeyArray, x: Float[Array, "batch ..."], num_samples: int
     ) -> Float[Array, "batch num_samples dim"]:
         """Draw unconstrained parameters for each observation, ``(batch, num_samples, dim)``."""
-        z = self.density.sample(key, self.context(x), num_samples)
-        return z * self.theta_scale[...] + self.theta_shift[...]
+        context = self.context(x)
+        z = self.density.sample(key, context, num_samples)
+        scale = self.theta_scale[...]
+        z = z * scale if self.theta_slope is None else z @ scale.T
+        return z + self._shift(context)[:, None, :]
+
+    def _shift(self, context: Float[Array, "batch features"]) -> Float[Array, "batch dim"]:
+        """Where the standardisation centres u: the mean, or the regression on the context."""
+        shift = self.theta_shift[...]
+        if self.theta_slope is None:
+            return jnp.broadcast_to(shift, (context.shape[0], *shift.shape))
+        return shift + context @ self.theta_slope[...]
 
 
 def context_size(embedding: nnx.Module | None, observation_shape: tuple[int, ...]) -> int:

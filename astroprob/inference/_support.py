@@ -150,6 +150,27 @@ class SupportBijection:
         except NotImplementedError:  # a user constraint without feasible_like
             self._inside = self.transform(jnp.zeros(prior.event_shape))
 
+    @property
+    def has_box_edges(self) -> bool:
+        """Whether the flow's space keeps the prior's interval bounds as edges.
+
+        True when a `SoftIntervalTransform` maps some parameter: it is the
+        identity inside the interval, so simulations fill ``u`` up to the bound
+        and the density the flow learns drops there. numpyro's sigmoid spreads
+        an interval over the whole real line instead.
+        """
+
+        def any_soft(transform: Transform) -> bool:
+            if isinstance(transform, SoftIntervalTransform):
+                return True
+            if isinstance(transform, IndependentTransform):
+                return any_soft(transform.base_transform)
+            if isinstance(transform, CatTransform):
+                return any(any_soft(t) for t in transform.transforms)
+            return False
+
+        return any_soft(self.transform)
+
     def to_constrained(self, u: Float[Array, "... dim"]) -> Float[Array, "... dim"]:
         """θ = T(u)."""
         return self.transform(u)

@@ -38,7 +38,12 @@ from astroprob.inference._loop import (
     train,
     train_ensemble,
 )
-from astroprob.inference._network import PosteriorNetwork, context_size, data_statistics
+from astroprob.inference._network import (
+    PosteriorNetwork,
+    context_size,
+    data_statistics,
+    linear_statistics,
+)
 from astroprob.inference._support import SUPPORT_TRANSFORMS, SupportBijection
 from astroprob.inference.posterior import Posterior
 from astroprob.tasks._task import Task
@@ -49,7 +54,11 @@ FORMAT = "astroprob-npe"
 FORMAT_VERSION = 2
 """Version 2 added ``support_transform``; version 1 runs load with numpyro's bijection."""
 READABLE_FORMAT_VERSIONS = (1, 2)
+LINEAR_SIMULATIONS_PER_FEATURE = 10
+"""``theta_scaling="auto"`` regresses θ on the data when there are at least
+this many training simulations per data feature (plus one for the intercept)."""
 X_SCALINGS = ("auto", "per_feature", "global", "none")
+THETA_SCALINGS = ("auto", "per_feature", "linear")
 NPE_TRAINING_DEFAULTS = {"batch_size": 50, "weight_decay": 0.1, "average_decay": 0.99}
 """Where `NPE.fit` departs from `TrainingConfig`'s (sbi's) defaults. Smaller
 minibatches and a little decoupled weight decay, which pulls the conditioners'
@@ -78,6 +87,19 @@ class NPE:
             units), ``"none"`` (the embedding sees raw data, e.g. light curves
             whose channels mix times, fluxes and a mask), or ``"auto"``
             (default: per feature for flat observations, global otherwise).
+        theta_scaling: how the unconstrained parameters are standardised
+            before the density: ``"per_feature"`` (a mean and std per
+            parameter), ``"linear"`` (conditionally: the least-squares
+            regression of the parameters on the z-scored data is subtracted
+            and the residual whitened, see
+            `astroprob.inference._network.linear_statistics`; needs
+            ``embedding=None``), or ``"auto"`` (default: ``"linear"`` when
+            there is no embedding, no box edge in the flow's space (see
+            `SupportBijection.has_box_edges`) and at least 10 training
+            simulations per data feature; ``"per_feature"`` otherwise). Where
+            a box prior cuts the posterior, the regression would make the
+            box's edge move with x, which flows learn worse (docs/benchmarks.md,
+            "Linear standardisation").
         ensemble: ``None`` (default) for one network, or the number ``K`` of
             members of a deep ensemble, trained together in one compiled
             program (see `astroprob.inference._loop.train_ensemble`) from
@@ -113,6 +135,7 @@ class NPE:
         *,
         embedding: nnx.Module | None = None,
         x_scaling: str = "auto",
+        theta_scaling: str = "auto",
         ensemble: int | None = None,
         balance: float = 0.0,
         support_transform: str = "soft_interval",
@@ -132,6 +155,15 @@ class NPE:
             raise ValueError(f"balance: expected a finite number >= 0; got {balance!r}")
         if x_scaling not in X_SCALINGS:
             raise ValueError(f"x_scaling: expected one of {X_SCALINGS}; got {x_scaling!r}")
+        if theta_scaling not in THETA_SCALINGS:
+            raise ValueError(
+                f"theta_scaling: expected one of {THETA_SCALINGS}; got {theta_scaling!r}"
+            )
+        if theta_scaling == "linear" and embedding is not None:
+            raise ValueError(
+                "theta_scaling: 'linear' regresses the parameters on the flattened data and "
+                "needs embedding=None; use 'per_feature' or 'auto' with an embedding"
+            )
         if not isinstance(task, Task):
             raise TypeError(f"task: expected an astroprob Task; got {type(task).__name__}")
         if density not in DENSITY_NAMES:
@@ -144,6 +176,7 @@ class NPE:
         self.density = density
         self.density_options = dict(density_options)
         self.x_scaling = x_scaling
+        self.theta_scaling = theta_scaling
         self.ensemble = None if ensemble is None else int(ensemble)
         self.balance = float(balance)
         # Keep a pristine copy so that every fit starts from the same embedding weights.
@@ -224,7 +257,6 @@ class NPE:
             key_split, len(theta), config.validation_fraction
         )
         u_train, x_train = u[train_idx], x[train_idx]
-        theta_shift, theta_scale = data_statistics(u_train, per_feature=True)
         scaling = self.x_scaling
         if scaling == "auto":
             scaling = "per_feature" if x.ndim == 2 else "global"
@@ -233,6 +265,21 @@ class NPE:
         else:
             x_shift, x_scale = data_statistics(x_train, per_feature=scaling == "per_feature")
         self._fitted_x_scaling = scaling
+        num_features = int(np.prod(self.task.observation_shape))
+        theta_scaling = self.theta_scaling
+        if theta_scaling == "auto":
+            enough = len(train_idx) >= LINEAR_SIMULATIONS_PER_FEATURE * (num_features + 1)
+            linear = self._embedding is None and not self._bijection.has_box_edges and enough
+            theta_scaling = "linear" if linear else "per_feature"
+        self._fitted_theta_scaling = theta_scaling
+        theta_slope = None
+        if theta_scaling == "linear":
+            z_train = (x_train - np.asarray(x_shift)) / np.asarray(x_scale)
+            theta_shift, theta_slope, theta_scale = linear_statistics(
+                u_train, z_train.reshape(len(z_train), -1)
+            )
+        else:
+            theta_shift, theta_scale = data_statistics(u_train, per_feature=True)
 
         def build(key_init: PRNGKeyArray) -> PosteriorNetwork:
             embedding = None if self._embedding is None else nnx.clone(self._embedding)
@@ -243,7 +290,9 @@ class NPE:
                 rngs=nnx.Rngs(key_init),
                 **self.density_options,
             )
-            return PosteriorNetwork(density, embedding, theta_shift, theta_scale, x_shift, x_scale)
+            return PosteriorNetwork(
+                density, embedding, theta_shift, theta_scale, x_shift, x_scale, theta_slope
+            )
 
         train_data, val_data = (u_train, x_train), (u[val_idx], x[val_idx])
         balance = self.balance
@@ -400,11 +449,13 @@ class NPE:
             self.density,
             embedding=self._embedding,
             x_scaling=self.x_scaling,
+            theta_scaling=self.theta_scaling,
             balance=self.balance,
             support_transform=self._bijection.kind,
             **self.density_options,
         )
         single._fitted_x_scaling = self._fitted_x_scaling
+        single._fitted_theta_scaling = self._fitted_theta_scaling
         single.training_config = self.training_config
         if self.history is not None:
             members = self.history.members
@@ -453,6 +504,7 @@ class NPE:
             "density_config": self._network.density.config,
             "embedding": None if embedding is None else _qualified_name(embedding),
             "x_scaling": self._fitted_x_scaling,
+            "theta_scaling": self._fitted_theta_scaling,
             "support_transform": self._bijection.kind,
             "ensemble": self.ensemble,
             "balance": self.balance,
@@ -535,14 +587,19 @@ class NPE:
             config["density"],
             embedding=embedding,
             x_scaling=config["x_scaling"],
+            # Runs saved before the key existed were standardised per parameter.
+            theta_scaling=config.get("theta_scaling", "per_feature"),
             ensemble=config.get("ensemble"),
             balance=config.get("balance", 0.0),
             # Runs saved before the key existed were trained through numpyro's biject_to.
             support_transform=config.get("support_transform", "numpyro"),
         )
         npe._fitted_x_scaling = config["x_scaling"]
+        npe._fitted_theta_scaling = npe.theta_scaling
         obs_shape = task.observation_shape
         stat_shape = obs_shape if config["x_scaling"] == "per_feature" else ()
+        linear = npe.theta_scaling == "linear"
+        num_features = int(np.prod(obs_shape))
 
         def template() -> PosteriorNetwork:
             member_embedding = None if embedding is None else nnx.clone(embedding)
@@ -557,9 +614,10 @@ class NPE:
                 density,
                 member_embedding,
                 jnp.zeros(task.dim),
-                jnp.ones(task.dim),
+                jnp.eye(task.dim) if linear else jnp.ones(task.dim),
                 jnp.zeros(stat_shape),
                 jnp.ones(stat_shape),
+                jnp.zeros((num_features, task.dim)) if linear else None,
             )
 
         networks = [template() for _ in range(npe.ensemble or 1)]
