@@ -652,7 +652,10 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     if args.resume and output.is_file():
         old = json.loads(output.read_text())
         if old.get("settings") == settings:
-            previous = {_key(r): r for r in old.get("runs", []) if "error" not in r}
+            origin = {"date": old["date"], "commit": old.get("git", {}).get("commit")}
+            previous = {
+                _key(r): {"from_run": origin, **r} for r in old.get("runs", []) if "error" not in r
+            }
             doc["tasks"] = old.get("tasks", {})
             print(f"resuming: {len(previous)} finished runs kept from {output}")
         else:
@@ -755,6 +758,20 @@ def _mib(kib: int | None) -> str:
     return "–" if kib is None else f"{kib / 1024:.0f}"
 
 
+def _kept_runs_lines(runs: list[dict]) -> list[str]:
+    """One line per earlier run whose results ``--resume`` kept, naming what came from it."""
+    origins: dict[tuple, list[str]] = {}
+    for r in runs:
+        if "from_run" in r:
+            origin = (r["from_run"]["date"], r["from_run"].get("commit") or "unknown")
+            origins.setdefault(origin, []).append(f"{r['task']} {r['budget']:,} {r['library']}")
+    return [
+        f"- **Kept from an earlier run** (`--resume`; date {date}, commit `{commit[:12]}`): "
+        + ", ".join(names)
+        for (date, commit), names in origins.items()
+    ]
+
+
 def render_markdown(doc: dict) -> str:
     s = doc["settings"]
     m = doc["machine"]
@@ -783,6 +800,7 @@ def render_markdown(doc: dict) -> str:
         + (f"min {min(one_min):.2f}, max {max(one_min):.2f}" if one_min else "–")
         + " (this includes the benchmark's own process); per run below",
         f"- **Command**: `{doc['command']}`",
+        *_kept_runs_lines(doc["runs"]),
         *(
             [
                 f"- **Warning**: the machine was busy (1-min load up to {max(one_min):.1f} with "
