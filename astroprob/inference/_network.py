@@ -19,6 +19,10 @@ from jax.typing import ArrayLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
 
+CHUNK_VALUES = 1 << 22
+"""Values per row chunk (32 MiB in float64) when statistics are accumulated on the host."""
+
+
 class Statistic(nnx.Variable):
     """A fixed (not trained) array stored with the weights, e.g. z-score statistics."""
 
@@ -69,18 +73,36 @@ def linear_statistics(
     Raises:
         ValueError: if there are not more simulations than ``features + 1``.
     """
-    u = np.asarray(u, np.float64)
-    z = np.asarray(z, np.float64)
+    u = np.asarray(u)
+    z = np.asarray(z)
     n, features = z.shape
     if n <= features + 1:
         raise ValueError(
             f"theta_scaling='linear': needs more training simulations than data features + 1 "
             f"({features + 1}); got {n}"
         )
-    design = np.concatenate([np.ones((n, 1)), z], axis=1)
-    coefficients, *_ = np.linalg.lstsq(design, u, rcond=None)
-    residual = u - design @ coefficients
-    covariance = residual.T @ residual / (n - features - 1)
+    # Normal equations accumulated over row chunks of about 32 MiB in float64, so that
+    # memory does not grow with the number of simulations; lstsq on the Gram matrix
+    # gives the minimum-norm solution when features are collinear (e.g. constant).
+    step = max(1, CHUNK_VALUES // (features + 1))
+
+    def chunks():
+        for start in range(0, n, step):
+            rows = z[start : start + step].astype(np.float64)
+            design = np.concatenate([np.ones((len(rows), 1)), rows], axis=1)
+            yield design, u[start : start + step].astype(np.float64)
+
+    gram = np.zeros((features + 1, features + 1))
+    moment = np.zeros((features + 1, u.shape[1]))
+    for design, target in chunks():
+        gram += design.T @ design
+        moment += design.T @ target
+    coefficients, *_ = np.linalg.lstsq(gram, moment, rcond=None)
+    covariance = np.zeros((u.shape[1], u.shape[1]))
+    for design, target in chunks():
+        residual = target - design @ coefficients
+        covariance += residual.T @ residual
+    covariance /= n - features - 1
     jitter = ridge * max(float(np.mean(np.diag(covariance))), np.finfo(np.float32).tiny)
     cholesky = np.linalg.cholesky(covariance + jitter * np.eye(len(covariance)))
     return (

@@ -13,6 +13,7 @@ from flax import nnx
 import astroprob as ap
 from astroprob.flows import make_density
 from astroprob.inference import NPE
+from astroprob.inference import _network as network_module
 from astroprob.inference._network import PosteriorNetwork, data_statistics, linear_statistics
 from astroprob.inference._support import SupportBijection
 from astroprob.tasks import Task
@@ -79,6 +80,23 @@ def test_linear_statistics_whiten_the_training_residuals():
     plain = (u - shift0) / scale0
     assert abs(np.corrcoef(plain[:, 1], z[:, 2])[0, 1]) > 0.8
     assert abs(np.corrcoef(white[:, 1], z[:, 2])[0, 1]) < 1e-3
+
+
+def test_linear_statistics_in_chunks_with_a_constant_feature(monkeypatch):
+    rng = np.random.default_rng(1)
+    z = np.concatenate([rng.normal(size=(500, 2)), np.zeros((500, 1))], axis=1)
+    u = z[:, :2] @ np.array([[1.0, 0.5], [-1.0, 2.0]]) + 0.1 * rng.normal(size=(500, 2))
+    whole = [np.asarray(a) for a in linear_statistics(u, z)]
+    monkeypatch.setattr(network_module, "CHUNK_VALUES", 64)  # 16 rows per chunk
+    chunked = [np.asarray(a) for a in linear_statistics(u, z)]
+    for a, b in zip(whole, chunked, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # The constant feature is collinear with the intercept: minimum-norm slope 0.
+    np.testing.assert_allclose(whole[1][2], 0.0, atol=1e-6)
+    design = np.concatenate([np.ones((500, 1)), z[:, :2]], axis=1)
+    reference = np.linalg.lstsq(design, u, rcond=None)[0]
+    np.testing.assert_allclose(whole[1][:2], reference[1:], rtol=1e-5)
+    np.testing.assert_allclose(whole[0], reference[0], atol=1e-6)
 
 
 def test_linear_statistics_need_more_simulations_than_features():
