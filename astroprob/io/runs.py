@@ -550,6 +550,10 @@ def train_run(
     # What a resumed run must share with the interrupted one, beyond the network's shapes.
     settings = {
         "support_transform": npe.support_transform,
+        # Checkpoints keep trained weights, not the standardisation statistics (they are
+        # recomputed from the simulations): a run written before theta_scaling existed
+        # must not resume under a linear standardisation.
+        "theta_scaling": npe.theta_scaling,
         "training": npe.training_settings(**config.training_options).to_dict(),
     }
     settings["training"].pop("progress_bar")

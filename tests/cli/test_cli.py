@@ -286,6 +286,26 @@ patience = 25
 """
 
 
+def test_a_checkpoint_from_before_theta_scaling_does_not_resume(run, tmp_path, capsys):
+    """Checkpoints hold weights, not the standardisation: an old one must not resume."""
+    import shutil
+
+    from astroprob.inference import _checkpoint
+
+    _, config, finished = run
+    run_dir = tmp_path / "interrupted"
+    shutil.copytree(finished, run_dir)
+    for name in ("config.json", "weights.msgpack"):  # as if killed before saving
+        (run_dir / name).unlink()
+    path = run_dir / "checkpoint.msgpack"
+    arrays, scalars = _checkpoint.decode_checkpoint(path.read_bytes(), source=str(path))
+    assert scalars["settings"]["theta_scaling"] == "auto"
+    del scalars["settings"]["theta_scaling"]
+    path.write_bytes(_checkpoint.encode_checkpoint(arrays, scalars))
+    status, _, err = _main(capsys, "train", config, "--out", run_dir, "--resume")
+    _assert_one_line_error(status, err, "train", "theta_scaling", "older astroprob")
+
+
 @pytest.mark.slow  # ~40 s of CPU: a subprocess (JAX import) and three compiled trainings
 def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path, capsys):
     config = tmp_path / "moons.toml"
