@@ -18,7 +18,6 @@ from jax.scipy.linalg import solve_triangular
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
-
 CHUNK_VALUES = 1 << 22
 """Values per row chunk (32 MiB in float64) when statistics are accumulated on the host."""
 
@@ -32,14 +31,14 @@ def data_statistics(x: ArrayLike, *, per_feature: bool) -> tuple[Array, Array]:
 
     Computed in NumPy with float64 accumulators (no compilation for a new data
     shape, and no float32 round-off growing with the number of simulations),
-    two passes over row chunks of about 32 MiB. Features with a (numerically)
+    two passes over row chunks of `CHUNK_VALUES` values. Features with a (numerically)
     zero spread get scale 1, so that constant inputs do not blow up.
     """
     x = np.asarray(x, np.float32)
     rows = x if per_feature else x.reshape(-1, 1)
     n = len(rows)
     mean = rows.mean(axis=0, dtype=np.float64)
-    step = max(1, (1 << 22) // max(1, rows[0].size))
+    step = max(1, CHUNK_VALUES // max(1, rows[0].size))
     sum_sq = np.zeros_like(mean)
     for start in range(0, n, step):
         deviation = rows[start : start + step] - mean
@@ -68,7 +67,8 @@ def linear_statistics(
         u: unconstrained parameters ``(n, dim)``.
         z: z-scored, flattened data ``(n, features)``.
         ridge: added to the diagonal of the residual covariance, relative to
-            its mean diagonal, so that ``L`` exists for degenerate residuals.
+            each diagonal entry (with a floor for zero ones), so that ``L``
+            exists for degenerate residuals.
 
     Raises:
         ValueError: if there are not more simulations than ``features + 1``.
@@ -103,8 +103,13 @@ def linear_statistics(
         residual = target - design @ coefficients
         covariance += residual.T @ residual
     covariance /= n - features - 1
-    jitter = ridge * max(float(np.mean(np.diag(covariance))), np.finfo(np.float32).tiny)
-    cholesky = np.linalg.cholesky(covariance + jitter * np.eye(len(covariance)))
+    # Relative to each parameter's own residual variance, so that parameters of very
+    # different scales are all whitened; a zero variance gets a floor relative to the
+    # mean one instead.
+    variances = np.diag(covariance)
+    floor = max(1e-6 * float(np.mean(variances)), float(np.finfo(np.float32).tiny))
+    jitter = ridge * np.maximum(variances, floor)
+    cholesky = np.linalg.cholesky(covariance + np.diag(jitter))
     return (
         jnp.asarray(coefficients[0], jnp.float32),
         jnp.asarray(coefficients[1:], jnp.float32),

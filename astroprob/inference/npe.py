@@ -56,7 +56,8 @@ FORMAT_VERSION = 2
 READABLE_FORMAT_VERSIONS = (1, 2)
 LINEAR_SIMULATIONS_PER_FEATURE = 10
 """``theta_scaling="auto"`` regresses θ on the data when there are at least
-this many training simulations per data feature (plus one for the intercept)."""
+this many training simulations per regression coefficient (each data feature,
+and the intercept); an explicit ``"linear"`` warns below it."""
 X_SCALINGS = ("auto", "per_feature", "global", "none")
 THETA_SCALINGS = ("auto", "per_feature", "linear")
 NPE_TRAINING_DEFAULTS = {"batch_size": 50, "weight_decay": 0.1, "average_decay": 0.99}
@@ -96,7 +97,8 @@ class NPE:
             ``embedding=None``), or ``"auto"`` (default: ``"linear"`` when
             there is no embedding, no box edge in the flow's space (see
             `SupportBijection.has_box_edges`) and at least 10 training
-            simulations per data feature; ``"per_feature"`` otherwise). Where
+            simulations per regression coefficient, i.e. 10 × (data features
+            + 1); ``"per_feature"`` otherwise). Where
             a box prior cuts the posterior, the regression would make the
             box's edge move with x, which flows learn worse (docs/benchmarks.md,
             "Linear standardisation").
@@ -264,14 +266,20 @@ class NPE:
             x_shift, x_scale = jnp.zeros(()), jnp.ones(())
         else:
             x_shift, x_scale = data_statistics(x_train, per_feature=scaling == "per_feature")
-        self._fitted_x_scaling = scaling
         num_features = int(np.prod(self.task.observation_shape))
         theta_scaling = self.theta_scaling
+        enough = enough_for_linear(len(train_idx), num_features)
         if theta_scaling == "auto":
-            enough = len(train_idx) >= LINEAR_SIMULATIONS_PER_FEATURE * (num_features + 1)
             linear = self._embedding is None and not self._bijection.has_box_edges and enough
             theta_scaling = "linear" if linear else "per_feature"
-        self._fitted_theta_scaling = theta_scaling
+        elif theta_scaling == "linear" and num_features + 1 < len(train_idx) and not enough:
+            # (With no more simulations than coefficients, linear_statistics raises.)
+            warnings.warn(
+                f"theta_scaling='linear' with {len(train_idx)} training simulations for "
+                f"{num_features} data features: the regression is poorly determined below "
+                f"{LINEAR_SIMULATIONS_PER_FEATURE} simulations per feature (plus one)",
+                stacklevel=2,
+            )
         theta_slope = None
         if theta_scaling == "linear":
             z_train = (x_train - np.asarray(x_shift)) / np.asarray(x_scale)
@@ -341,6 +349,9 @@ class NPE:
                 resume=resume,
             )
         history.num_invalid = num_invalid
+        # Set only now, so that a failed refit leaves the labels of the installed networks.
+        self._fitted_x_scaling = scaling
+        self._fitted_theta_scaling = theta_scaling
         self._install(networks)
         self.history = history
         self.training_config = config
@@ -643,6 +654,15 @@ class NPE:
         extra = "" if self.ensemble is None else f", ensemble={self.ensemble}"
         extra += f", balance={self.balance:g}" if self.balance else ""
         return f"NPE(task={self.task.name!r}, density={self.density!r}{extra}, {state})"
+
+
+def enough_for_linear(num_train: int, num_features: int) -> bool:
+    """Whether ``num_train`` simulations determine a regression on ``num_features`` features.
+
+    At least `LINEAR_SIMULATIONS_PER_FEATURE` per coefficient (the features and
+    the intercept).
+    """
+    return num_train >= LINEAR_SIMULATIONS_PER_FEATURE * (num_features + 1)
 
 
 def npe_losses(network: PosteriorNetwork, batch: tuple[Array, ...], balance: float) -> Array:

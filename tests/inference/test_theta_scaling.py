@@ -17,6 +17,7 @@ from astroprob.inference import _network as network_module
 from astroprob.inference._network import PosteriorNetwork, data_statistics, linear_statistics
 from astroprob.inference._support import SupportBijection
 from astroprob.tasks import Task
+from astroprob.tasks._priors import JointPrior
 
 NOISE = 0.3
 DIM = 2
@@ -97,6 +98,15 @@ def test_linear_statistics_in_chunks_with_a_constant_feature(monkeypatch):
     reference = np.linalg.lstsq(design, u, rcond=None)[0]
     np.testing.assert_allclose(whole[1][:2], reference[1:], rtol=1e-5)
     np.testing.assert_allclose(whole[0], reference[0], atol=1e-6)
+
+
+def test_linear_statistics_whiten_parameters_of_very_different_scales():
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(5000, 2))
+    u = rng.normal(size=(5000, 2)) * np.array([100.0, 0.01])
+    shift, slope, cholesky = (np.asarray(a, np.float64) for a in linear_statistics(u, z))
+    white = np.linalg.solve(cholesky, (u - shift - z @ slope).T).T
+    np.testing.assert_allclose(white.std(axis=0), 1.0, rtol=1e-3)
 
 
 def test_linear_statistics_need_more_simulations_than_features():
@@ -193,6 +203,9 @@ def test_box_edges_are_recognised():
     assert not SupportBijection(box, "numpyro").has_box_edges
     assert SupportBijection(ap.tasks.get("slcp").prior).has_box_edges
     assert not SupportBijection(dist.LogNormal(jnp.zeros(2), 1.0).to_event(1)).has_box_edges
+    mixed = JointPrior([dist.Normal(0.0, 1.0), dist.Uniform(0.0, 1.0)])
+    assert SupportBijection(mixed).has_box_edges
+    assert not SupportBijection(JointPrior([dist.Normal(0.0, 1.0), dist.LogNormal()])).has_box_edges
 
 
 def test_linear_scaling_survives_save_load_and_old_runs_load_per_parameter(simulations, tmp_path):
@@ -219,6 +232,38 @@ def test_linear_scaling_survives_save_load_and_old_runs_load_per_parameter(simul
     np.testing.assert_array_equal(
         plain.posterior(x[:6]).log_prob(probe), old.posterior(x[:6]).log_prob(probe)
     )
+
+
+def test_linear_ensemble_with_balance_saves_loads_and_splits_into_members(simulations, tmp_path):
+    task, mixing, theta, x = simulations
+    npe = NPE(task, ensemble=2, balance=1.0, theta_scaling="linear", hidden_features=8)
+    npe.fit(jax.random.key(4), theta[:1000], x[:1000], max_epochs=2, progress_bar=False)
+    for member in npe.members:  # the statistics are shared, the flows differ
+        assert member.theta_slope[...].shape == (3, DIM)
+        np.testing.assert_array_equal(member.theta_slope[...], npe.members[0].theta_slope[...])
+    loaded = NPE.load(npe.save(tmp_path / "ensemble"), task=task)
+    probe = jnp.asarray(theta[:5])[:, None, :]
+    np.testing.assert_array_equal(
+        npe.posterior(x[:5]).log_prob(probe), loaded.posterior(x[:5]).log_prob(probe)
+    )
+    np.testing.assert_array_equal(
+        npe.member(1).posterior(x[:5]).log_prob(probe),
+        loaded.member(1).posterior(x[:5]).log_prob(probe),
+    )
+    # Two epochs from the exact linear-Gaussian start: the draws match the exact posterior.
+    draws = np.asarray(npe.posterior(x[:2]).sample(jax.random.key(5), 4000))
+    exact = _exact_posterior(mixing, x[:2])
+    np.testing.assert_allclose(draws.mean(axis=1), np.asarray(exact.mean), atol=0.03)
+    np.testing.assert_allclose(
+        np.cov(draws[0].T), np.asarray(exact.covariance_matrix)[0], atol=0.01
+    )
+
+
+def test_explicit_linear_with_few_simulations_warns(simulations):
+    task, _, theta, x = simulations
+    npe = NPE(task, theta_scaling="linear", hidden_features=8, num_transforms=1)
+    with pytest.warns(UserWarning, match="poorly determined"):
+        npe.fit(jax.random.key(1), theta[:30], x[:30], max_epochs=1, progress_bar=False)
 
 
 def test_bad_theta_scaling_is_rejected():
