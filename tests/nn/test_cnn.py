@@ -47,6 +47,33 @@ def test_patch_convolution_equals_lax_conv():
     np.testing.assert_allclose(np.asarray(conv(x)), np.asarray(expected), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("path", ["patches", "shifted"])
+@pytest.mark.parametrize("size", [3, 5])
+def test_group_convolution_paths_equal_lax_conv(path, size, monkeypatch):
+    """`conv2d_same` (the equivariant layers' convolution), both ways it can run."""
+    from astroprob.nn import _conv
+
+    if path == "shifted":  # the way for inputs whose patch matrix would be too large
+        monkeypatch.setattr(_conv, "PATCH_MATRIX_MAX_BYTES", 0)
+    x = jax.random.normal(jax.random.key(4), (2, 9, 8, 3))
+    kernel = jax.random.normal(jax.random.key(5), (size, size, 3, 4))
+
+    def reference(x, kernel):
+        dims = ("NHWC", "HWIO", "NHWC")
+        return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=dims)
+
+    np.testing.assert_allclose(
+        _conv.conv2d_same(x, kernel), reference(x, kernel), rtol=1e-5, atol=1e-5
+    )
+    weights = jax.random.normal(jax.random.key(6), (2, 9, 8, 4))
+    grads = [
+        jax.grad(lambda x, k, f=f: jnp.sum(weights * f(x, k)), argnums=(0, 1))(x, kernel)
+        for f in (_conv.conv2d_same, reference)
+    ]
+    for ours, theirs in zip(*grads, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
 def test_training_changes_weights_and_lowers_the_loss():
     net = ConvEmbedding((16, 16), features=2, channels=(4, 8), hidden=16, rngs=nnx.Rngs(0))
     # Target: the centroid of a blob, which needs the position information the CNN keeps.
