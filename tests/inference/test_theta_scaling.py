@@ -266,6 +266,22 @@ def test_explicit_linear_with_few_simulations_warns(simulations):
         npe.fit(jax.random.key(1), theta[:30], x[:30], max_epochs=1, progress_bar=False)
 
 
+def test_a_failed_refit_keeps_the_labels_of_the_installed_networks(simulations, tmp_path):
+    task, _, theta, x = simulations
+    npe = NPE(task, theta_scaling="linear", hidden_features=8, num_transforms=1)
+    npe.fit(jax.random.key(1), theta[:500], x[:500], max_epochs=1, progress_bar=False)
+    npe.x_scaling, npe.theta_scaling = "none", "per_feature"
+
+    def interrupt(initial_state):  # the loop calls it after the statistics are fitted
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        npe.fit(jax.random.key(1), theta[:500], x[:500], max_epochs=1, resume=interrupt)
+    loaded = NPE.load(npe.save(tmp_path / "run"), task=task)  # labels match the weights
+    assert loaded.theta_scaling == "linear"
+    assert loaded.network.theta_slope is not None
+
+
 def test_bad_theta_scaling_is_rejected():
     task = ap.tasks.get("two_moons")
     with pytest.raises(ValueError, match="theta_scaling: expected one of"):
