@@ -18,6 +18,8 @@ from jax.scipy.linalg import solve_triangular
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from astroprob.inference._symmetry import Symmetry
+
 CHUNK_VALUES = 1 << 22
 """Values per row chunk (32 MiB in float64) when statistics are accumulated on the host."""
 
@@ -131,6 +133,11 @@ class PosteriorNetwork(nnx.Module):
         theta_slope: ``None``, or the slopes ``(features, dim)`` of the linear
             standardisation; it needs ``embedding=None``, since it acts on the
             flattened z-scored data (the density's context).
+        symmetry: ``None``, or a `astroprob.inference._symmetry.Symmetry`: the
+            density is then the group average ``q_G(u | x) = (1/|G|) Σ_g
+            q(ρ_g u | g x)``, exactly equivariant, and `context` returns the
+            contexts of all ``|G|`` turned observations, ``(batch, |G|,
+            features)``. Needs the per-parameter standardisation.
     """
 
     def __init__(
@@ -142,8 +149,13 @@ class PosteriorNetwork(nnx.Module):
         x_shift: Array,
         x_scale: Array,
         theta_slope: Array | None = None,
+        symmetry: Symmetry | None = None,
     ):
         theta_scale = jnp.asarray(theta_scale, jnp.float32)
+        if symmetry is not None and theta_slope is not None:
+            raise ValueError(
+                "symmetry: needs the per-parameter standardisation, not the linear one"
+            )
         if theta_slope is not None and (embedding is not None or theta_scale.ndim != 2):
             raise ValueError(
                 "theta_slope: a linear standardisation needs embedding=None and a "
@@ -158,9 +170,19 @@ class PosteriorNetwork(nnx.Module):
         )
         self.x_shift = Statistic(jnp.asarray(x_shift, jnp.float32))
         self.x_scale = Statistic(jnp.asarray(x_scale, jnp.float32))
+        self.symmetry = symmetry
 
-    def context(self, x: Float[Array, "batch ..."]) -> Float[Array, "batch features"]:
-        """Summary of the data fed to the density: embedded z-scored ``x``."""
+    def context(self, x: Float[Array, "batch ..."]) -> Float[Array, "batch *g features"]:
+        """Summary of the data fed to the density: embedded z-scored ``x``.
+
+        ``(batch, features)``; with a symmetry ``(batch, |G|, features)``, the
+        contexts of every turned observation ``g x``.
+        """
+        if self.symmetry is not None:
+            return self.symmetry.contexts(self._embed, x)
+        return self._embed(x)
+
+    def _embed(self, x: Float[Array, "batch ..."]) -> Float[Array, "batch features"]:
         z = (x - self.x_shift[...]) / self.x_scale[...]
         if self.embedding is None:
             return z.reshape(z.shape[0], -1)
@@ -173,9 +195,35 @@ class PosteriorNetwork(nnx.Module):
         return self.log_prob_given_context(u, self.context(x))
 
     def log_prob_given_context(
-        self, u: Float[Array, "batch dim"], context: Float[Array, "batch features"]
+        self, u: Float[Array, "batch dim"], context: Float[Array, "batch *g features"]
     ) -> Float[Array, " batch"]:
         """Log q(u | x) from a precomputed `context` (reuse it across many u)."""
+        if self.symmetry is not None:
+            return self.symmetry.log_prob(self._base_log_prob, u, context)
+        return self._base_log_prob(u, context)
+
+    def training_log_prob(
+        self, u: Float[Array, "batch dim"], x: Float[Array, "batch ..."]
+    ) -> Float[Array, " batch"]:
+        """The log density NPE maximises, ``(batch,)``.
+
+        `log_prob`, or with a symmetry the mean over group elements of the flow's
+        ``log q(ρ_g u | g x)``, a lower bound of ``log q_G(u | x)`` (see
+        `astroprob.inference._symmetry`).
+        """
+        return self.training_log_prob_given_context(u, self.context(x))
+
+    def training_log_prob_given_context(
+        self, u: Float[Array, "batch dim"], context: Float[Array, "batch *g features"]
+    ) -> Float[Array, " batch"]:
+        """`training_log_prob` from a precomputed `context`."""
+        if self.symmetry is None:
+            return self._base_log_prob(u, context)
+        return jnp.mean(self.symmetry.element_log_probs(self._base_log_prob, u, context), axis=1)
+
+    def _base_log_prob(
+        self, u: Float[Array, "batch dim"], context: Float[Array, "batch features"]
+    ) -> Float[Array, " batch"]:
         residual = u - self._shift(context)
         scale = self.theta_scale[...]
         if self.theta_slope is None:
@@ -191,6 +239,13 @@ class PosteriorNetwork(nnx.Module):
     ) -> Float[Array, "batch num_samples dim"]:
         """Draw unconstrained parameters for each observation, ``(batch, num_samples, dim)``."""
         context = self.context(x)
+        if self.symmetry is not None:
+            return self.symmetry.sample(self._base_sample, key, context, num_samples)
+        return self._base_sample(key, context, num_samples)
+
+    def _base_sample(
+        self, key: PRNGKeyArray, context: Float[Array, "batch features"], num_samples: int
+    ) -> Float[Array, "batch num_samples dim"]:
         z = self.density.sample(key, context, num_samples)
         scale = self.theta_scale[...]
         z = z * scale if self.theta_slope is None else z @ scale.T

@@ -45,7 +45,9 @@ from astroprob.inference._network import (
     linear_statistics,
 )
 from astroprob.inference._support import SUPPORT_TRANSFORMS, SupportBijection
+from astroprob.inference._symmetry import check_symmetry, make_symmetry
 from astroprob.inference.posterior import Posterior
+from astroprob.nn.groups import Group
 from astroprob.tasks._task import Task
 
 CONFIG_FILE = "config.json"
@@ -112,6 +114,18 @@ class NPE:
         balance: weight λ ≥ 0 of the balancing penalty of balanced NPE
             (Delaunoy et al. 2023, see `astroprob.inference._balance`; the
             authors use λ = 100); 0 (default) is plain NPE.
+        symmetry: ``None`` (default), or a group of rotations and mirrorings
+            of the image that map its pixel grid onto itself (``"C4"``,
+            ``"D4"``, ... or an `astroprob.nn.groups.Group`): the posterior is
+            then the group average ``q_G(θ | x) = (1/|G|) Σ_g q(ρ_g θ | g x)``,
+            trained as such, and exactly equivariant: turning the image turns
+            the posterior of the orientation parameters with it (see
+            `astroprob.inference._symmetry`). Needs a task that declares
+            `Task.parameter_symmetry` (`astroprob.tasks.SersicGalaxy` does), an
+            invariant prior, and the per-parameter standardisations. With an
+            `astroprob.nn.EquivariantCNN` of the same group as the embedding,
+            the ``|G|`` contexts come from one embedding pass; any other
+            embedding sees all ``|G|`` turned images.
         support_transform: the map from the flow's space onto the prior's
             support: ``"soft_interval"`` (default; the identity inside box
             priors but for thin exponential margins, see
@@ -140,6 +154,7 @@ class NPE:
         theta_scaling: str = "auto",
         ensemble: int | None = None,
         balance: float = 0.0,
+        symmetry: str | Group | None = None,
         support_transform: str = "soft_interval",
         **density_options: Any,
     ):
@@ -189,12 +204,31 @@ class NPE:
                 f"got {support_transform!r}"
             )
         self._bijection = SupportBijection(task.prior, support_transform)
+        self._symmetry = None
+        if symmetry is not None:
+            if theta_scaling == "linear":
+                raise ValueError(
+                    "theta_scaling: 'linear' cannot be combined with a symmetry; use "
+                    "'per_feature' or 'auto'"
+                )
+            self._symmetry = make_symmetry(symmetry, task, embedding)
+            if self._symmetry.mode == "features" and x_scaling == "per_feature":
+                raise ValueError(
+                    "x_scaling: 'per_feature' z-scores every pixel apart, which breaks the "
+                    "equivariance of the embedding; use 'auto', 'global' or 'none' with a symmetry"
+                )
+            check_symmetry(self._symmetry, task, self._bijection)
         self._network: PosteriorNetwork | None = None
         self._members: list[PosteriorNetwork] | None = None
         self.history: TrainingHistory | None = None
         self.training_config: TrainingConfig | None = None
 
     # ------------------------------------------------------------------ training
+    @property
+    def symmetry(self) -> str | None:
+        """Name of the group the posterior is equivariant under (``"D4"``), or ``None``."""
+        return None if self._symmetry is None else self._symmetry.group.name
+
     @property
     def support_transform(self) -> str:
         """The map onto the prior's support (see `astroprob.inference._support`)."""
@@ -271,6 +305,7 @@ class NPE:
         enough = enough_for_linear(len(train_idx), num_features)
         if theta_scaling == "auto":
             linear = self._embedding is None and not self._bijection.has_box_edges and enough
+            linear = linear and self._symmetry is None
             theta_scaling = "linear" if linear else "per_feature"
         elif theta_scaling == "linear" and num_features + 1 < len(train_idx) and not enough:
             # (With no more simulations than coefficients, linear_statistics raises.)
@@ -299,7 +334,14 @@ class NPE:
                 **self.density_options,
             )
             return PosteriorNetwork(
-                density, embedding, theta_shift, theta_scale, x_shift, x_scale, theta_slope
+                density,
+                embedding,
+                theta_shift,
+                theta_scale,
+                x_shift,
+                x_scale,
+                theta_slope,
+                symmetry=self._symmetry,
             )
 
         train_data, val_data = (u_train, x_train), (u[val_idx], x[val_idx])
@@ -462,6 +504,7 @@ class NPE:
             x_scaling=self.x_scaling,
             theta_scaling=self.theta_scaling,
             balance=self.balance,
+            symmetry=None if self._symmetry is None else self._symmetry.group,
             support_transform=self._bijection.kind,
             **self.density_options,
         )
@@ -519,6 +562,7 @@ class NPE:
             "support_transform": self._bijection.kind,
             "ensemble": self.ensemble,
             "balance": self.balance,
+            "symmetry": self.symmetry,
             "training": None if self.training_config is None else self.training_config.to_dict(),
             "history": None if self.history is None else self.history.to_dict(),
             "weights_sha256": _checkpoint.sha256(blob),
@@ -602,6 +646,7 @@ class NPE:
             theta_scaling=config.get("theta_scaling", "per_feature"),
             ensemble=config.get("ensemble"),
             balance=config.get("balance", 0.0),
+            symmetry=config.get("symmetry"),
             # Runs saved before the key existed were trained through numpyro's biject_to.
             support_transform=config.get("support_transform", "numpyro"),
         )
@@ -629,6 +674,7 @@ class NPE:
                 jnp.zeros(stat_shape),
                 jnp.ones(stat_shape),
                 jnp.zeros((num_features, task.dim)) if linear else None,
+                symmetry=npe._symmetry,
             )
 
         networks = [template() for _ in range(npe.ensemble or 1)]
@@ -653,6 +699,7 @@ class NPE:
         state = "trained" if self.is_fitted else "untrained"
         extra = "" if self.ensemble is None else f", ensemble={self.ensemble}"
         extra += f", balance={self.balance:g}" if self.balance else ""
+        extra += f", symmetry={self.symmetry!r}" if self._symmetry is not None else ""
         return f"NPE(task={self.task.name!r}, density={self.density!r}{extra}, {state})"
 
 
@@ -676,15 +723,24 @@ def npe_losses(network: PosteriorNetwork, batch: tuple[Array, ...], balance: flo
         balance: weight λ of the balancing penalty (see `_balance`).
 
     Returns:
-        ``(batch,)`` losses: ``-log q(u | x)``, plus ``λ · violation²`` when balancing.
+        ``(batch,)`` losses: ``-log q(u | x)`` (with a symmetry, the mean over
+        group elements, `PosteriorNetwork.training_log_prob`), plus ``λ ·
+        violation²`` when balancing.
     """
     if balance == 0:
-        return -network.log_prob(*batch[:2])
+        return -network.training_log_prob(*batch[:2])
     u, x, log_prior = batch
     context = network.context(x)
     log_q = network.log_prob_given_context(u, context)
     log_q_marginal = network.log_prob_given_context(marginal_pairs(u), context)
-    return balanced_npe_losses(log_q, log_q_marginal, log_prior, marginal_pairs(log_prior), balance)
+    losses = balanced_npe_losses(
+        log_q, log_q_marginal, log_prior, marginal_pairs(log_prior), balance
+    )
+    if network.symmetry is not None:
+        # The balancing condition is on the estimator q_G; the likelihood term is the
+        # flow's, averaged over the group's elements (see training_log_prob).
+        losses = losses + log_q - network.training_log_prob_given_context(u, context)
+    return losses
 
 
 def member_key(key: PRNGKeyArray, k: int) -> PRNGKeyArray:

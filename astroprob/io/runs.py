@@ -31,16 +31,25 @@ leaves a half-written one. The config format (every key optional except
     seed = 0
 
     [embedding]                   # images only
-    kind = "cnn"                  # or "none"
+    kind = "cnn"                  # astroprob.nn.ConvEmbedding; "equivariant" or "none"
     features = 32
     channels = [8, 16]
-    convs_per_stage = 1
+    convs_per_stage = 1           # "cnn" only
     hidden = 64
+    # kind = "equivariant": astroprob.nn.EquivariantCNN, with
+    # group = "D4", rings = 4, equivariant_outputs = ["spin2", "spin1"]
 
     [density]
     kind = "nsf"                  # "nsf_autoregressive", "maf", "mdn"
     hidden_features = 64          # any hyperparameter of the estimator
     num_transforms = 4
+
+    [estimator]                   # options of astroprob.NPE
+    ensemble = 5                  # a deep ensemble of 5 networks
+    balance = 100.0               # balanced NPE
+    symmetry = "D4"               # a posterior exactly equivariant under D4
+    x_scaling = "auto"
+    theta_scaling = "auto"
 
     [training]
     seed = 1
@@ -109,7 +118,7 @@ _SERSIC_KEYS: dict[str, Any] = {
     "read_noise": (u.ct, '"5 ct"'),
     "noise": (str, '"poisson"'),
 }
-_SECTIONS = ("task", "simulation", "embedding", "density", "training")
+_SECTIONS = ("task", "simulation", "embedding", "estimator", "density", "training")
 _SIMULATION_KEYS = {"num_simulations": (int, "4000"), "seed": (int, "0")}
 _EMBEDDING_KEYS = {
     "kind": (str, '"cnn"'),
@@ -118,7 +127,18 @@ _EMBEDDING_KEYS = {
     "channels": (list, "[8, 16]"),
     "convs_per_stage": (int, "1"),
     "hidden": (int, "64"),
+    "group": (str, '"D4"'),
+    "rings": (int, "4"),
+    "equivariant_outputs": ("strings", '["spin2", "spin1"]'),
     "seed": (int, "0"),
+}
+_EMBEDDING_KINDS = ("cnn", "equivariant", "lightcurve", "none")
+_ESTIMATOR_KEYS = {
+    "ensemble": (int, "5"),
+    "balance": (float, "100.0"),
+    "symmetry": (str, '"D4"'),
+    "x_scaling": (str, '"global"'),
+    "theta_scaling": (str, '"per_feature"'),
 }
 
 
@@ -138,6 +158,7 @@ class RunConfig:
         embedding: the ``[embedding]`` table (``kind`` filled in).
         density: the ``[density]`` table (``kind`` filled in).
         training: the ``[training]`` table (``seed`` filled in).
+        estimator: the ``[estimator]`` table: keyword arguments of `astroprob.NPE`.
     """
 
     source: str
@@ -147,6 +168,7 @@ class RunConfig:
     embedding: dict[str, Any]
     density: dict[str, Any]
     training: dict[str, Any]
+    estimator: dict[str, Any] = field(default_factory=dict)
     _built: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -219,9 +241,9 @@ class RunConfig:
         }
         embedding.setdefault("kind", {SERSIC: "cnn", SUPERNOVA: "lightcurve"}.get(name, "none"))
         embedding.setdefault("seed", 0)
-        if embedding["kind"] not in ("cnn", "lightcurve", "none"):
+        if embedding["kind"] not in _EMBEDDING_KINDS:
             raise ConfigError(
-                f"{source}: [embedding] kind: expected 'cnn', 'lightcurve' or 'none'; got "
+                f"{source}: [embedding] kind: expected one of {list(_EMBEDDING_KINDS)}; got "
                 f"{embedding['kind']!r}"
             )
         if embedding["kind"] == "none" and set(embedding) - {"kind", "seed"}:
@@ -230,6 +252,10 @@ class RunConfig:
         density.setdefault("kind", "nsf")
         training = dict(data.get("training", {}))
         training.setdefault("seed", 1)
+        estimator = {
+            k: _value(source, "estimator", k, v, _ESTIMATOR_KEYS)
+            for k, v in data.get("estimator", {}).items()
+        }
         config = cls(
             source=source,
             text=text,
@@ -238,6 +264,7 @@ class RunConfig:
             embedding=embedding,
             density=density,
             training=training,
+            estimator=estimator,
         )
         config._check_training()
         config.build_npe()  # builds the task, embedding and density: reject bad options now
@@ -352,14 +379,16 @@ class RunConfig:
                 raise ConfigError(f"{self.source}: [embedding] {err}") from err
         if len(task.observation_shape) != 2:
             raise ConfigError(
-                f"{self.source}: [embedding] kind 'cnn' expects image observations; task "
+                f"{self.source}: [embedding] kind {kind!r} expects image observations; task "
                 f"{task.name!r} has observation shape {task.observation_shape}"
             )
-        from astroprob.nn import ConvEmbedding
+        from astroprob.nn import ConvEmbedding, EquivariantCNN
 
         if "channels" in options:
             options["channels"] = tuple(options["channels"])
         try:
+            if kind == "equivariant":
+                return EquivariantCNN(options.pop("group", "D4"), rngs=nnx.Rngs(seed), **options)
             return ConvEmbedding(task.observation_shape, rngs=nnx.Rngs(seed), **options)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"{self.source}: [embedding] {err}") from err
@@ -372,7 +401,7 @@ class RunConfig:
         """
         from flax import nnx
 
-        from astroprob.flows import make_density
+        from astroprob.flows import DENSITY_NAMES, make_density
         from astroprob.inference import NPE
 
         task = self.build_task() if task is None else task
@@ -380,15 +409,19 @@ class RunConfig:
         options = dict(self.density)
         kind = options.pop("kind")
         try:
-            npe = NPE(task, kind, embedding=embedding, **options)
+            if kind not in DENSITY_NAMES:
+                raise ValueError(f"kind: expected one of {sorted(DENSITY_NAMES)}; got {kind!r}")
             make_density(kind, task.dim, 4, rngs=nnx.Rngs(0), **options)  # checks the options
         except (TypeError, ValueError) as err:
             raise ConfigError(f"{self.source}: [density] {err}") from err
-        return npe
+        try:
+            return NPE(task, kind, embedding=embedding, **self.estimator, **options)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{self.source}: [estimator] {err}") from err
 
     def same_run(self, other: RunConfig) -> bool:
         """Whether two configs describe the same run (text and source ignored)."""
-        fields = ("task", "simulation", "embedding", "density", "training")
+        fields = ("task", "simulation", "embedding", "estimator", "density", "training")
         return all(_plain(getattr(self, f)) == _plain(getattr(other, f)) for f in fields)
 
 
@@ -429,6 +462,12 @@ def _value(source: str, section: str, key: str, value: Any, spec: dict[str, Any]
             what = "two numbers" if kind == "pair" else "a list of numbers"
             raise ConfigError(f"{where}: expected {what} (e.g. {example}); got {value!r}")
         return [float(v) for v in value]
+    if kind == "strings":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(
+                f"{where}: expected a list of strings (e.g. {example}); got {value!r}"
+            )
+        return list(value)
     if kind == "table":
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table ({example}); got {value!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,9 +41,20 @@ class Task:
             benchmark observations; ``observation(i)`` returns row ``i - 1``.
         true_parameters: optional array ``(n_obs, dim)`` that generated them.
         description: one line for humans.
+        metadata: free-form settings of the task (instrument, noise, ...).
+        parameter_symmetry: how the parameters transform when the observation
+            (an image) is rotated or mirrored, as representation names of
+            `astroprob.nn.groups.Group.representation`, one per block of
+            parameters in order: ``"trivial"`` or ``"sign"`` (one parameter),
+            ``"spin<s>"`` (two: e.g. ``"spin2"`` for an ellipticity ``(e1, e2)``,
+            ``"spin1"`` for a position ``(x, y)``, with ``x`` along the image's
+            columns and ``y`` along its rows). ``None``: not declared. It lets
+            `astroprob.NPE` make the posterior exactly equivariant
+            (``symmetry=``).
 
     Raises:
-        ValueError: if the prior's event shape does not match ``parameter_names``.
+        ValueError: if the prior's event shape does not match ``parameter_names``,
+            or ``parameter_symmetry`` does not cover the parameters.
     """
 
     name: str
@@ -56,6 +68,7 @@ class Task:
     true_parameters: np.ndarray | None = field(default=None, repr=False)
     description: str = ""
     metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+    parameter_symmetry: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         names = tuple(self.parameter_names)
@@ -78,6 +91,15 @@ class Task:
                     f"parameter_units: expected {len(names)} entries; got {len(units)}"
                 )
             object.__setattr__(self, "parameter_units", units)
+        if self.parameter_symmetry is not None:
+            blocks = tuple(self.parameter_symmetry)
+            sizes = [symmetry_block_size(b) for b in blocks]
+            if sum(sizes) != len(names):
+                raise ValueError(
+                    f"parameter_symmetry: expected blocks covering {len(names)} parameters; "
+                    f"{blocks} cover {sum(sizes)}"
+                )
+            object.__setattr__(self, "parameter_symmetry", blocks)
         for attr, shape in (
             ("observations", self.observation_shape),
             ("true_parameters", (len(names),)),
@@ -169,3 +191,19 @@ def _check_count(n: Any, name: str) -> int:
 def units_of(task: Task) -> Sequence[u.UnitBase | None]:
     """Units of each parameter (``None`` where dimensionless or unknown)."""
     return task.parameter_units or (None,) * task.dim
+
+
+def symmetry_block_size(name: object) -> int:
+    """Number of parameters of one `Task.parameter_symmetry` block.
+
+    Raises:
+        ValueError: for a name other than ``"trivial"``, ``"sign"`` or ``"spin<s>"``.
+    """
+    if name in ("trivial", "sign"):
+        return 1
+    if isinstance(name, str) and re.fullmatch(r"spin[1-9]\d*", name):
+        return 2
+    raise ValueError(
+        f"parameter_symmetry: expected block names 'trivial', 'sign' or 'spin<s>' (s >= 1); "
+        f"got {name!r}"
+    )

@@ -310,6 +310,9 @@ class SersicGalaxy(Task):
                 f"{noise} noise"
             ),
             metadata=metadata,
+            # Turning the image turns (e1, e2) as spin 2 and the centre (x0, y0) as a
+            # vector; flux, size and index do not change.
+            parameter_symmetry=("trivial", "trivial", "trivial", "spin2", "spin1"),
         )
         if user_prior:
             _check_prior_support(self.prior)

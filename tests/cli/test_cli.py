@@ -196,6 +196,14 @@ def test_version(capsys):
         (("num_simulations = 100", "num_simulations = 1"), ["[simulation] num_simulations"]),
         (("hidden_features = 8", "hidden_featurez = 8"), ["[density]", "hidden_featurez"]),
         (('name = "sersic_galaxy"', 'name = "sersic"'), ["[task] name", "'sersic'"]),
+        (("[density]", '[estimator]\nsymmetry = "C8"\n[density]'), ["[estimator]", "C8"]),
+        (("[density]", '[estimator]\nensemble = "5"\n[density]'), ["[estimator] ensemble"]),
+        (("[density]", "[estimator]\nbalance = -1.0\n[density]"), ["[estimator]", "balance"]),
+        (
+            ("[embedding]", '[embedding]\nkind = "equivariant"\nconvs_per_stage = 2'),
+            ["[embedding]"],
+        ),
+        (("[embedding]", '[embedding]\nequivariant_outputs = "spin2"'), ["list of strings"]),
     ],
 )
 def test_bad_config_is_one_line_and_writes_nothing(tmp_path, capsys, change, fragments):
@@ -205,6 +213,30 @@ def test_bad_config_is_one_line_and_writes_nothing(tmp_path, capsys, change, fra
     status, _, err = _main(capsys, "train", config, "--out", out, "--no-progress")
     _assert_one_line_error(status, err, "train", str(config), *fragments)
     assert not out.exists()
+
+
+def test_estimator_section_and_equivariant_embedding_build_the_npe():
+    from astroprob.io.runs import RunConfig
+    from astroprob.nn import EquivariantCNN
+
+    text = TINY_SERSIC.replace(
+        "[embedding]",
+        '[estimator]\nensemble = 2\nbalance = 10\nsymmetry = "D4"\n\n'
+        '[embedding]\nkind = "equivariant"\ngroup = "D4"\nrings = 2\n'
+        'equivariant_outputs = ["spin2", "spin1"]',
+    )
+    config = RunConfig.from_text(text)
+    npe = config.build_npe()
+    assert (npe.ensemble, npe.balance, npe.symmetry) == (2, 10.0, "D4")
+    embedding = npe._embedding
+    assert isinstance(embedding, EquivariantCNN)
+    assert embedding.group.name == "D4"
+    assert embedding.rings == 2
+    assert [name for name, _ in embedding.output_slices] == ["invariant", "spin2", "spin1"]
+    # The estimator options are part of what a resumed run must share.
+    other = RunConfig.from_text(text.replace("ensemble = 2", "ensemble = 3"))
+    assert not config.same_run(other)
+    assert config.same_run(RunConfig.from_text(text))
 
 
 def test_train_refuses_a_used_run_dir_and_a_different_config_on_resume(run, tmp_path, capsys):

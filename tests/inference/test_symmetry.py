@@ -1,0 +1,257 @@
+"""NPE(symmetry=...): group-averaged posteriors, exactly equivariant under D4."""
+
+import astropy.units as u
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+from flax import nnx
+
+import astroprob as ap
+from astroprob.inference._symmetry import Symmetry, make_symmetry
+from astroprob.nn import EquivariantCNN
+from astroprob.nn.groups import DihedralGroup
+from astroprob.tasks import Task
+
+D4 = DihedralGroup(4)
+
+
+@pytest.fixture(scope="module")
+def task():
+    return ap.tasks.SersicGalaxy(stamp_size=32, pixel_scale=0.15 * u.arcsec, noise="gaussian")
+
+
+@pytest.fixture(scope="module")
+def fitted(task):
+    """A small NPE with symmetry="D4" on flattened images (all 8 turned images embedded)."""
+    npe = ap.NPE(task, symmetry="D4", hidden_features=8, num_transforms=2, num_bins=4)
+    # Points of the prior's support and noise images: the shapes NPE checks, without
+    # compiling the renderer or the prior's sampler.
+    u_draws = jax.random.normal(jax.random.key(0), (120, 7))
+    theta = npe._bijection.to_constrained(u_draws)
+    x = jax.random.normal(jax.random.key(1), (120, 32, 32)) + theta[:, :1, None] * 1e-3
+    npe.fit(jax.random.key(2), theta, x, max_epochs=2, batch_size=20, progress_bar=False)
+    return npe, np.asarray(theta), np.asarray(x)
+
+
+def flow_log_probs(npe, theta, x):
+    """``u`` and the flow's ``log q(ρ_g u | g x)`` for every element, ``(batch, 8)``."""
+    net = npe.network
+    u_vals = npe._bijection.to_unconstrained(jnp.asarray(theta))
+    rho = jnp.asarray(net.symmetry.parameter_matrices(), jnp.float32)
+    per_element = [
+        net._base_log_prob(u_vals @ rho[g].T, net._embed(D4.act_on_images(x, g)))
+        for g in range(D4.order)
+    ]
+    return u_vals, jnp.stack(per_element, axis=1)
+
+
+def small_d4_network():
+    return EquivariantCNN(
+        "D4",
+        features=4,
+        equivariant_outputs=("spin2", "spin1"),
+        channels=(2, 4),
+        hidden=8,
+        rngs=nnx.Rngs(0),
+    )
+
+
+def turned(task, theta, x, g):
+    """``(ρ_g θ, g x)`` for element ``g`` of D4."""
+    rho = make_symmetry("D4", task, None).parameter_matrices()[g]
+    return np.asarray(theta) @ rho.T, np.asarray(D4.act_on_images(x, g))
+
+
+# ------------------------------------------------------------------ the task's declaration
+def test_sersic_parameters_turn_with_the_rendered_image(task):
+    """The declared spin-2 ellipticity and spin-1 centre match the renderer, for all of D4."""
+    theta = np.array(
+        [[2000.0, 0.5, 1.5, 0.3, 0.1, 0.12, -0.05], [900.0, 0.3, 3.0, -0.2, 0.25, -0.08, 0.1]],
+        np.float32,
+    )
+    image = np.asarray(task.render(theta))
+    rho = make_symmetry("D4", task, None).parameter_matrices()
+    for g in range(D4.order):
+        expected = np.asarray(D4.act_on_images(image, g))
+        got = np.asarray(task.render((theta @ rho[g].T).astype(np.float32)))
+        np.testing.assert_allclose(got, expected, atol=1e-3 * image.max(), err_msg=f"g={g}")
+    # Negative control: a wrong declaration (the ellipticity as spin 1) fails at 90 deg.
+    wrong = Symmetry(D4, ("trivial",) * 3 + ("spin1", "spin1")).parameter_matrices()[1]
+    got = np.asarray(task.render((theta @ wrong.T).astype(np.float32)))
+    assert np.abs(got - np.asarray(D4.act_on_images(image, 1))).max() > 0.05 * image.max()
+
+
+@pytest.mark.parametrize(
+    ("blocks", "match"),
+    [(("trivial", "spin3"), "cover 3"), (("trivial", "vector"), "block names")],
+)
+def test_task_rejects_a_bad_parameter_symmetry(blocks, match):
+    prior = dist.Normal(jnp.zeros(2), 1.0).to_event(1)
+    with pytest.raises(ValueError, match=match):
+        Task("t", prior, lambda k, t: t, ("a", "b"), (2,), parameter_symmetry=blocks)
+
+
+# ------------------------------------------------------------------ the group average
+def test_posterior_is_exactly_equivariant(task, fitted):
+    npe, theta, x = fitted
+    base = npe.posterior(x[:4]).log_prob(theta[:4, None])
+    for g in range(1, D4.order):
+        t_g, x_g = turned(task, theta[:4], x[:4], g)
+        lp = npe.posterior(x_g).log_prob(t_g[:, None].astype(np.float32))
+        np.testing.assert_allclose(lp, base, rtol=1e-5, atol=1e-5, err_msg=f"g={g}")
+
+
+def test_log_prob_is_the_mean_of_the_turned_flows(task, fitted):
+    """log q_G = logmeanexp_g log q(ρ_g u | g x), and the flow alone is not equivariant."""
+    npe, theta, x = fitted
+    net = npe.network
+    u_vals, per_element = flow_log_probs(npe, theta[:4], x[:4])
+    expected = jax.nn.logsumexp(per_element, axis=1) - np.log(D4.order)
+    np.testing.assert_allclose(net.log_prob(u_vals, jnp.asarray(x[:4])), expected, rtol=1e-5)
+    # Negative control: the flow's own densities differ between elements.
+    assert float(jnp.max(jnp.abs(per_element - per_element[:, :1]))) > 1e-3
+
+
+def test_training_maximises_the_mean_over_turned_copies(task, fitted):
+    """The loss is -mean_g log q(ρ_g u | g x): a lower bound of log q_G (Jensen)."""
+    from astroprob.inference.npe import npe_losses
+
+    npe, theta, x = fitted
+    net = npe.network
+    u_vals, per_element = flow_log_probs(npe, theta[:4], x[:4])
+    losses = npe_losses(net, (u_vals, jnp.asarray(x[:4])), 0.0)
+    np.testing.assert_allclose(losses, -per_element.mean(axis=1), rtol=1e-5)
+    assert np.all(-losses <= net.log_prob(u_vals, jnp.asarray(x[:4])) + 1e-5)
+    # Balanced: the penalty is on q_G, the likelihood term the same mean.
+    log_prior = jnp.zeros(4)
+    balanced = npe_losses(net, (u_vals, jnp.asarray(x[:4]), log_prior), 1e-9)
+    np.testing.assert_allclose(balanced, losses, rtol=1e-5)
+
+
+def test_samples_come_from_the_turned_flows():
+    """Each draw is ρ_gᵀ u' for a uniformly picked g: a constant flow gives its D4 orbit."""
+    sym = Symmetry(D4, ("trivial", "spin2", "spin1"))
+    v = jnp.array([0.5, 0.3, 0.1, 0.7, -0.2])
+
+    def constant(key, context, n):
+        return jnp.broadcast_to(v, (context.shape[0], n, 5))
+
+    contexts = jnp.zeros((3, D4.order, 4))
+    draws = np.asarray(sym.sample(constant, jax.random.key(0), contexts, 4000))
+    orbit = np.einsum("gji,j->gi", sym.parameter_matrices(), np.asarray(v))
+    distance = np.linalg.norm(draws[..., None, :] - orbit, axis=-1)  # (3, 4000, 8)
+    assert distance.min(axis=-1).max() < 1e-6
+    counts = np.bincount(distance.argmin(axis=-1).ravel(), minlength=D4.order)
+    expected = draws.shape[0] * draws.shape[1] / D4.order
+    assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected))
+
+
+def test_samples_turn_with_the_image(task, fitted):
+    npe, _, x = fitted
+    rho = make_symmetry("D4", task, None).parameter_matrices()[1]
+    s = np.asarray(npe.posterior(x[0]).sample(jax.random.key(3), 4000))
+    s_g = np.asarray(
+        npe.posterior(np.asarray(D4.act_on_images(x[:1], 1))[0]).sample(jax.random.key(4), 4000)
+    )
+    assert np.all(np.isfinite(s))
+    assert np.all(np.isfinite(s_g))
+    # Compare in the flow's space, where the draws have moderate tails.
+    u_s = np.asarray(npe._bijection.to_unconstrained(jnp.asarray(s)))
+    u_g = np.asarray(npe._bijection.to_unconstrained(jnp.asarray(s_g)))
+    error = np.sqrt((u_s.var(0) + u_g.var(0)) / len(u_s))
+    assert np.all(np.abs(u_g.mean(0) - rho @ u_s.mean(0)) < 5 * error)
+
+
+def test_equivariant_embedding_turns_its_features_in_one_pass(task):
+    """Features mode (turn the outputs) equals images mode (embed every turned image)."""
+    net = small_d4_network()
+    fast = make_symmetry("D4", task, net)
+    assert fast.mode == "features"
+    slow = Symmetry(fast.group, fast.parameter_blocks, None)
+    x = jax.random.normal(jax.random.key(5), (3, 32, 32))
+    a, b = fast.contexts(net, x), slow.contexts(net, x)
+    assert a.shape == b.shape == (3, D4.order, 8)
+    np.testing.assert_allclose(a, b, atol=1e-5 * float(jnp.abs(b).max()))
+    # Another group's network cannot be turned in feature space.
+    c4 = EquivariantCNN("C4", features=4, channels=(2, 4), hidden=8, rngs=nnx.Rngs(0))
+    assert make_symmetry("D4", task, c4).mode == "images"
+
+
+def test_save_and_load_keep_the_symmetry(task, fitted, tmp_path):
+    npe, theta, x = fitted
+    npe.save(tmp_path / "run")
+    loaded = ap.NPE.load(tmp_path / "run", task=task)
+    assert loaded.symmetry == "D4"
+    np.testing.assert_array_equal(
+        loaded.posterior(x[:2]).log_prob(theta[:2, None]),
+        npe.posterior(x[:2]).log_prob(theta[:2, None]),
+    )
+
+
+# ------------------------------------------------------------------ bad input
+def test_rejects_tasks_and_settings_it_cannot_make_equivariant(task):
+    with pytest.raises(ValueError, match="parameter_symmetry"):
+        ap.NPE(ap.tasks.get("two_moons"), symmetry="D4")
+    with pytest.raises(ValueError, match="pixel grid"):
+        ap.NPE(task, symmetry="C8")
+    with pytest.raises(ValueError, match="group"):
+        ap.NPE(task, symmetry="rotations")
+    with pytest.raises(ValueError, match="theta_scaling"):
+        ap.NPE(task, symmetry="D4", theta_scaling="linear")
+    net = EquivariantCNN("D4", features=4, channels=(2,), hidden=8, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="x_scaling"):
+        ap.NPE(task, embedding=net, symmetry="D4", x_scaling="per_feature")
+    flat = Task(
+        "flat",
+        dist.Normal(jnp.zeros(2), 1.0).to_event(1),
+        lambda k, t: t,
+        ("a", "b"),
+        (2,),
+        parameter_symmetry=("spin1",),
+    )
+    with pytest.raises(ValueError, match="square image"):
+        ap.NPE(flat, symmetry="D4")
+
+
+def test_rejects_a_prior_that_is_not_invariant():
+    # A centre prior wider in y than in x: turning by 90 deg changes its density.
+    lopsided = dist.Normal(jnp.zeros(2), jnp.array([0.05, 0.1])).to_event(1)
+    task = ap.tasks.SersicGalaxy(stamp_size=32, pixel_scale=0.15 * u.arcsec, offset_prior=lopsided)
+    with pytest.raises(ValueError, match="not invariant under element 1"):
+        ap.NPE(task, symmetry="C4")
+    # Mirroring alone (D1: the identity and x -> -x) leaves it invariant.
+    assert ap.NPE(task, symmetry="D1").symmetry == "D1"
+
+
+@pytest.mark.slow  # compiles an NPE training epoch with an equivariant CNN (about 30 s)
+def test_equivariant_cnn_npe_is_exactly_equivariant(task):
+    net = small_d4_network()
+    npe = ap.NPE(task, embedding=net, symmetry="D4", hidden_features=8, num_transforms=2)
+    theta = npe._bijection.to_constrained(jax.random.normal(jax.random.key(6), (60, 7)))
+    x = jax.random.normal(jax.random.key(7), (60, 32, 32))
+    npe.fit(jax.random.key(8), theta, x, max_epochs=1, batch_size=20, progress_bar=False)
+    base = npe.posterior(x[:3]).log_prob(theta[:3, None])
+    for g in range(1, D4.order):
+        t_g, x_g = turned(task, theta[:3], x[:3], g)
+        lp = npe.posterior(x_g).log_prob(t_g[:, None].astype(np.float32))
+        np.testing.assert_allclose(lp, base, rtol=1e-4, atol=1e-4, err_msg=f"g={g}")
+
+
+@pytest.mark.slow  # compiles an ensemble epoch with the balancing penalty (about 20 s)
+def test_ensemble_and_balance_keep_the_symmetry(task, tmp_path):
+    npe = ap.NPE(task, symmetry="D4", ensemble=2, balance=10.0, hidden_features=8, num_transforms=1)
+    theta = npe._bijection.to_constrained(jax.random.normal(jax.random.key(9), (60, 7)))
+    x = jax.random.normal(jax.random.key(10), (60, 32, 32))
+    npe.fit(jax.random.key(11), theta, x, max_epochs=1, batch_size=20, progress_bar=False)
+    base = npe.posterior(x[:3]).log_prob(theta[:3, None])
+    assert np.all(np.isfinite(base))
+    for g in (1, 4, 7):
+        t_g, x_g = turned(task, theta[:3], x[:3], g)
+        lp = npe.posterior(x_g).log_prob(t_g[:, None].astype(np.float32))
+        np.testing.assert_allclose(lp, base, rtol=1e-5, atol=1e-5, err_msg=f"g={g}")
+    npe.save(tmp_path / "run")
+    loaded = ap.NPE.load(tmp_path / "run", task=task)
+    assert (loaded.symmetry, loaded.ensemble) == ("D4", 2)
+    np.testing.assert_array_equal(loaded.posterior(x[:3]).log_prob(theta[:3, None]), base)
