@@ -53,9 +53,11 @@ from astroprob.tasks._task import Task
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.msgpack"
 FORMAT = "astroprob-npe"
-FORMAT_VERSION = 2
-"""Version 2 added ``support_transform``; version 1 runs load with numpyro's bijection."""
-READABLE_FORMAT_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+"""Version 3 added ``symmetry`` (an older astroprob must not load such a run as a
+plain flow); version 2 added ``support_transform``; version 1 runs load with
+numpyro's bijection."""
+READABLE_FORMAT_VERSIONS = (1, 2, 3)
 LINEAR_SIMULATIONS_PER_FEATURE = 10
 """``theta_scaling="auto"`` regresses θ on the data when there are at least
 this many training simulations per regression coefficient (each data feature,

@@ -92,6 +92,11 @@ class Task:
                 )
             object.__setattr__(self, "parameter_units", units)
         if self.parameter_symmetry is not None:
+            if isinstance(self.parameter_symmetry, str):
+                raise TypeError(
+                    "parameter_symmetry: expected a sequence of block names, e.g. "
+                    f"('trivial', 'spin2'); got the string {self.parameter_symmetry!r}"
+                )
             blocks = tuple(self.parameter_symmetry)
             sizes = [symmetry_block_size(b) for b in blocks]
             if sum(sizes) != len(names):

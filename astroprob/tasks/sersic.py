@@ -311,8 +311,13 @@ class SersicGalaxy(Task):
             ),
             metadata=metadata,
             # Turning the image turns (e1, e2) as spin 2 and the centre (x0, y0) as a
-            # vector; flux, size and index do not change.
-            parameter_symmetry=("trivial", "trivial", "trivial", "spin2", "spin1"),
+            # vector; flux, size and index do not change. The likelihood is invariant
+            # only if the PSF is (the noise is the same in every pixel).
+            parameter_symmetry=(
+                ("trivial", "trivial", "trivial", "spin2", "spin1")
+                if _psf_has_square_symmetry(psf)
+                else None
+            ),
         )
         if user_prior:
             _check_prior_support(self.prior)
@@ -611,6 +616,22 @@ def check_theta(theta: Any) -> np.ndarray:
                 f"({int(mask.sum())} rows out of range)"
             )
     return array
+
+
+def _psf_has_square_symmetry(psf: PSF) -> bool:
+    """Whether turning by 90° and mirroring leave the PSF unchanged (all of D4)."""
+    if isinstance(psf, GaussianPSF | MoffatPSF):
+        return True
+    image = np.asarray(getattr(psf, "image", None))
+    if image.ndim != 2 or image.shape[0] != image.shape[1]:
+        return False
+    tolerance = 1e-6 * float(np.abs(image).max())
+    turned = (np.rot90(image, k) for k in range(4))
+    return all(
+        np.allclose(t, image, rtol=0, atol=tolerance)
+        and np.allclose(t[:, ::-1], image, rtol=0, atol=tolerance)
+        for t in turned
+    )
 
 
 def _check_stamp_size(stamp_size: Any) -> tuple[int, int]:

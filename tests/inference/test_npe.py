@@ -323,7 +323,7 @@ def test_load_rejects_foreign_newer_and_mixed_files(box_npe, box_task, tmp_path)
     with pytest.raises(ValueError, match="newer than the installed"):
         NPE.load(run, task=box_task)
     write(format_version=7)
-    with pytest.raises(ValueError, match="expected format_version 2"):
+    with pytest.raises(ValueError, match="expected format_version 3"):
         NPE.load(run, task=box_task)
     write(format="something-else")
     with pytest.raises(ValueError, match="expected an astroprob-npe config"):

@@ -131,21 +131,25 @@ def test_training_maximises_the_mean_over_turned_copies(task, fitted):
 
 
 def test_samples_come_from_the_turned_flows():
-    """Each draw is ρ_gᵀ u' for a uniformly picked g: a constant flow gives its D4 orbit."""
+    """Each draw is ρ_gᵀ v_g for a uniformly picked g, v_g the flow's draw given c(g x)."""
     sym = Symmetry(D4, ("trivial", "spin2", "spin1"))
-    v = jnp.array([0.5, 0.3, 0.1, 0.7, -0.2])
+    # A "flow" whose draw is its context's first five entries; context g holds v_g.
+    v = np.asarray(jax.random.normal(jax.random.key(1), (D4.order, 5)))
 
-    def constant(key, context, n):
-        return jnp.broadcast_to(v, (context.shape[0], n, 5))
+    def echo(key, context, n):
+        return jnp.broadcast_to(context[:, None, :5], (context.shape[0], n, 5))
 
-    contexts = jnp.zeros((3, D4.order, 4))
-    draws = np.asarray(sym.sample(constant, jax.random.key(0), contexts, 4000))
-    orbit = np.einsum("gji,j->gi", sym.parameter_matrices(), np.asarray(v))
-    distance = np.linalg.norm(draws[..., None, :] - orbit, axis=-1)  # (3, 4000, 8)
-    assert distance.min(axis=-1).max() < 1e-6
+    contexts = jnp.broadcast_to(jnp.asarray(v), (3, D4.order, 5))
+    draws = np.asarray(sym.sample(echo, jax.random.key(0), contexts, 4000))
+    expected = np.einsum("gji,gj->gi", sym.parameter_matrices(), v)  # ρ_gᵀ v_g
+    distance = np.linalg.norm(draws[..., None, :] - expected, axis=-1)  # (3, 4000, 8)
+    assert distance.min(axis=-1).max() < 1e-5
     counts = np.bincount(distance.argmin(axis=-1).ravel(), minlength=D4.order)
-    expected = draws.shape[0] * draws.shape[1] / D4.order
-    assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected))
+    mean = draws.shape[0] * draws.shape[1] / D4.order
+    assert np.all(np.abs(counts - mean) < 5 * np.sqrt(mean))
+    # Negative control: ρ_g v_g (the transpose) is not what is drawn.
+    wrong = np.einsum("gij,gj->gi", sym.parameter_matrices(), v)
+    assert np.linalg.norm(draws[..., None, :] - wrong, axis=-1).min(axis=-1).max() > 1e-2
 
 
 def test_samples_turn_with_the_image(task, fitted):
@@ -213,6 +217,46 @@ def test_rejects_tasks_and_settings_it_cannot_make_equivariant(task):
     )
     with pytest.raises(ValueError, match="square image"):
         ap.NPE(flat, symmetry="D4")
+
+
+def _image_task(prior, blocks, side=8):
+    return Task(
+        "toy",
+        prior,
+        lambda k, t: jnp.zeros((side, side)),
+        tuple(f"p{i}" for i in range(prior.event_shape[0])),
+        (side, side),
+        parameter_symmetry=blocks,
+    )
+
+
+def test_rejects_a_box_prior_that_turning_leaves():
+    # A wide box, longer in y than in x: its edges lie far beyond the prior's bulk.
+    box = dist.Uniform(jnp.array([-5.0, -8.0]), jnp.array([5.0, 8.0])).to_event(1)
+    with pytest.raises(ValueError, match="fall outside it"):
+        ap.NPE(_image_task(box, ("spin1",)), symmetry="C4")
+    square = dist.Uniform(jnp.array([-8.0, -8.0]), jnp.array([8.0, 8.0])).to_event(1)
+    assert ap.NPE(_image_task(square, ("spin1",)), symmetry="C4").symmetry == "C4"
+
+
+def test_sign_parameters_need_mirrors():
+    prior = dist.Normal(jnp.zeros(1), 1.0).to_event(1)
+    with pytest.raises(ValueError, match="'sign' parameter, which needs a dihedral group"):
+        ap.NPE(_image_task(prior, ("sign",)), symmetry="C4")
+    assert ap.NPE(_image_task(prior, ("sign",)), symmetry="D4").symmetry == "D4"
+
+
+def test_sersic_declares_the_symmetry_only_for_a_symmetric_psf():
+    from astroprob.tasks.sersic import ImagePSF
+
+    yy, xx = np.mgrid[-7:8, -7:8]
+    round_psf = np.exp(-(xx**2 + yy**2) / 8.0)
+    lopsided_psf = np.exp(-((xx - 1.5) ** 2 + yy**2) / 8.0)
+    for image, declared in ((round_psf, True), (lopsided_psf, False)):
+        task = ap.tasks.SersicGalaxy(
+            stamp_size=32, pixel_scale=0.15 * u.arcsec, psf=ImagePSF(image, 0.05 * u.arcsec)
+        )
+        assert (task.parameter_symmetry is not None) == declared
 
 
 def test_rejects_a_prior_that_is_not_invariant():
