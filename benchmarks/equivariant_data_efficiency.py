@@ -1,6 +1,6 @@
 """Data efficiency of NPE embeddings on SersicGalaxy: plain CNN, CNN + augmentation, D4 CNN.
 
-For each simulation budget, NPE (spline flow) is trained with three embeddings:
+For each simulation budget, NPE (spline flow) is trained with these embeddings:
 
 * ``plain``: `astroprob.nn.ConvEmbedding`;
 * ``augmented``: the same CNN trained on the full D4 orbit of every simulation
@@ -14,7 +14,15 @@ For each simulation budget, NPE (spline flow) is trained with three embeddings:
   plus spin-2 and spin-1 outputs (for the ellipticity and the centroid);
 * ``equivariant_no_rings``: the same with ``rings=0``, i.e. the invariant
   features pooled from the mean and first moments of the last feature map only,
-  without its radial profile (an ablation).
+  without its radial profile (an ablation);
+* ``equivariant_symmetric``: the ``equivariant`` embedding with
+  ``NPE(symmetry="D4")``: the posterior is the average of the flow over the
+  8 turned images (with the parameters turned alike), trained on every turned
+  copy in every minibatch, so it turns with the image exactly instead of
+  learning to;
+* ``plain_symmetric``: the plain CNN with ``NPE(symmetry="D4")``: every
+  minibatch embeds the 8 turned images of each simulation (the cost of
+  augmentation), and the posterior is their average, exactly equivariant.
 
 Metrics: mean posterior log-probability of the true parameters of ``--test``
 held-out simulations (higher is better), with its standard error; and C2ST
@@ -55,11 +63,18 @@ import astroprob as ap
 from astroprob.nn.groups import DihedralGroup
 
 RESULTS = Path(__file__).parent / "results"
-MODELS = ("plain", "augmented", "equivariant", "equivariant_no_rings")
+MODELS = (
+    "plain",
+    "augmented",
+    "equivariant",
+    "equivariant_no_rings",
+    "equivariant_symmetric",
+    "plain_symmetric",
+)
 
 
 def make_embedding(name, stamp):
-    if name in ("plain", "augmented"):
+    if name in ("plain", "augmented", "plain_symmetric"):
         return ap.nn.ConvEmbedding((stamp, stamp), features=32, rngs=nnx.Rngs(0))
     return ap.nn.EquivariantCNN(
         "D4",
@@ -119,7 +134,10 @@ def run_one(task, name, budget, train, test, reference, args):
     theta, x = train[0][:budget], train[1][:budget]
     if name == "augmented":
         theta, x = d4_orbit(theta, x)
-    npe = ap.NPE(task, embedding=make_embedding(name, args.stamp))
+    # *_symmetric: the same embedding, and the posterior averaged over D4
+    # (NPE(symmetry="D4")), so that it turns with the image exactly.
+    symmetry = "D4" if name.endswith("_symmetric") else None
+    npe = ap.NPE(task, embedding=make_embedding(name, args.stamp), symmetry=symmetry)
     start = time.time()
     options = {"progress_bar": False, "batch_size": args.batch_size}
     if args.max_epochs:
