@@ -318,6 +318,7 @@ patience = 25
 """
 
 
+@pytest.mark.slow  # 10-40 s on 2 cores; kept out of the default tier's 10 minutes
 def test_a_checkpoint_from_before_theta_scaling_does_not_resume(run, tmp_path, capsys):
     """Checkpoints hold weights, not the standardisation: an old one must not resume."""
     import shutil

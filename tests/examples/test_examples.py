@@ -12,6 +12,7 @@ from astroprob import cli
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
+@pytest.mark.slow  # 10-40 s on 2 cores; kept out of the default tier's 10 minutes
 @pytest.mark.parametrize(
     ("script", "args"),
     [
@@ -47,6 +48,7 @@ def test_cli_reports_errors_in_one_line(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []  # checked before anything is written
 
 
+@pytest.mark.slow  # 10-40 s on 2 cores; kept out of the default tier's 10 minutes
 def test_calibration_report_example_and_calibrate_command(tmp_path, monkeypatch, capsys):
     out = tmp_path / "calibration"
     args = ["--out", str(out), "--num-simulations", "300", "--max-epochs", "2"]

@@ -130,6 +130,7 @@ def test_box_prior_uses_soft_interval_and_numpyro_kind_is_kept():
         SupportBijection(prior, "sigmoid")
 
 
+@pytest.mark.slow  # 10-40 s on 2 cores; kept out of the default tier's 10 minutes
 def test_runs_saved_without_the_key_load_with_numpyro_bijection(tmp_path):
     task = _noisy_task("box_shift", dist.Uniform(-jnp.ones(2), 1.0).to_event(1))
     theta, x = task.simulate(jax.random.key(0), 300)

@@ -168,6 +168,7 @@ def test_samples_turn_with_the_image(task, fitted):
     assert np.all(np.abs(u_g.mean(0) - rho @ u_s.mean(0)) < 5 * error)
 
 
+@pytest.mark.slow  # 10-40 s on 2 cores; kept out of the default tier's 10 minutes
 def test_equivariant_embedding_turns_its_features_in_one_pass(task):
     """Features mode (turn the outputs) equals images mode (embed every turned image)."""
     net = small_d4_network()

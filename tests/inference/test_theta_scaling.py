@@ -163,6 +163,7 @@ def test_linear_network_samples_invert_the_standardisation(simulations):
     np.testing.assert_allclose(back.reshape(z.shape), z, atol=1e-4)
 
 
+@pytest.mark.slow  # 10-40 s on 2 cores; kept out of the default tier's 10 minutes
 def test_auto_regresses_flat_data_and_falls_back_otherwise(simulations):
     task, _, theta, x = simulations
     fit = dict(max_epochs=1, progress_bar=False)
@@ -234,6 +235,7 @@ def test_linear_scaling_survives_save_load_and_old_runs_load_per_parameter(simul
     )
 
 
+@pytest.mark.slow  # 10-40 s on 2 cores; kept out of the default tier's 10 minutes
 def test_linear_ensemble_with_balance_saves_loads_and_splits_into_members(simulations, tmp_path):
     task, mixing, theta, x = simulations
     npe = NPE(task, ensemble=2, balance=1.0, theta_scaling="linear", hidden_features=8)
@@ -266,6 +268,7 @@ def test_explicit_linear_with_few_simulations_warns(simulations):
         npe.fit(jax.random.key(1), theta[:30], x[:30], max_epochs=1, progress_bar=False)
 
 
+@pytest.mark.slow  # 10-40 s on 2 cores; kept out of the default tier's 10 minutes
 def test_a_failed_refit_keeps_the_labels_of_the_installed_networks(simulations, tmp_path):
     task, _, theta, x = simulations
     npe = NPE(task, theta_scaling="linear", hidden_features=8, num_transforms=1)

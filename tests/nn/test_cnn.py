@@ -74,6 +74,7 @@ def test_group_convolution_paths_equal_lax_conv(path, size, monkeypatch):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow  # 10-40 s on 2 cores; kept out of the default tier's 10 minutes
 def test_training_changes_weights_and_lowers_the_loss():
     net = ConvEmbedding((16, 16), features=2, channels=(4, 8), hidden=16, rngs=nnx.Rngs(0))
     # Target: the centroid of a blob, which needs the position information the CNN keeps.

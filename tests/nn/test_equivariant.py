@@ -171,6 +171,7 @@ def _render(params, size, matrix=None):
     return np.sum(amplitude[..., None, None] * np.exp(-0.5 * q), axis=1).astype(np.float32)
 
 
+@pytest.mark.slow  # 10-40 s on 2 cores; kept out of the default tier's 10 minutes
 @pytest.mark.parametrize("group", ["D8"])
 def test_c8_and_d8_meet_the_documented_bound_on_smooth_images(group):
     g = as_group(group)

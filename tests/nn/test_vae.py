@@ -97,6 +97,7 @@ def untrained():
     return vae, x, 0.05
 
 
+@pytest.mark.slow  # 10-40 s on 2 cores; kept out of the default tier's 10 minutes
 def test_importance_weighted_bound_grows_with_k_and_exceeds_the_elbo(untrained):
     vae, x, var = untrained
     elbo = float(V.elbo(jax.random.key(5), vae, x, var, num_samples=200).mean())

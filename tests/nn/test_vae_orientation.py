@@ -140,6 +140,7 @@ def test_bad_orientation_settings_raise():
         plain.decode(jnp.zeros((2, 3)), jnp.zeros(2))
 
 
+@pytest.mark.slow  # 10-40 s on 2 cores; kept out of the default tier's 10 minutes
 def test_gradients_stay_finite_for_an_image_without_orientation(oriented):
     vae, _ = oriented
     # An empty stamp has an exactly zero spin-2 output, where atan2's gradient is 0/0.

@@ -72,6 +72,7 @@ def test_log_prob_is_a_normalised_density_after_the_affine_map():
     assert abs(draws[:, 0].mean() - mean_a) < 5 * draws[:, 0].std() / np.sqrt(len(draws))
 
 
+@pytest.mark.slow  # 10-40 s on 2 cores; kept out of the default tier's 10 minutes
 def test_fitted_prior_finds_both_clusters_of_the_aggregate_posterior(fitted):
     vae, prior, history = fitted
     assert history.best_validation_loss < history.validation_loss[0]
@@ -96,6 +97,7 @@ def test_fit_moves_the_affine_map_to_the_draws(fitted):
     np.testing.assert_allclose(prior.scale[...], [2.0, 1.0], rtol=0.05)
 
 
+@pytest.mark.slow  # 10-40 s on 2 cores; kept out of the default tier's 10 minutes
 def test_generate_decodes_draws_from_the_prior(fitted):
     vae, prior, _ = fitted
     key = jax.random.key(10)
@@ -107,6 +109,7 @@ def test_generate_decodes_draws_from_the_prior(fitted):
     assert not np.allclose(images, different)
 
 
+@pytest.mark.slow  # 10-40 s on 2 cores; kept out of the default tier's 10 minutes
 def test_save_load_round_trip_keeps_the_prior_bit_exact(tmp_path, fitted):
     vae, prior, _ = fitted
     V.save_vae(vae, tmp_path / "run", latent_prior=prior)
