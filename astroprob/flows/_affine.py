@@ -94,3 +94,19 @@ class ConditionalAffine(nnx.Module):
         if not inverse:
             return (x - shift) / scale, -log_scale
         return x * scale + shift, log_scale
+
+    def inverse_columns(
+        self, x: Float[Array, "dim ..."], context: Float[Array, "*cbatch ctx"]
+    ) -> tuple[Float[Array, "dim ..."], Float[Array, "*cbatch"]]:
+        """The inverse (base -> data) with the features of ``x`` on the leading axis.
+
+        Args:
+            x: ``(dim, *batch)``.
+            context: ``(*cbatch, context_dim)`` (rows), broadcastable against ``batch``.
+
+        Returns:
+            ``(y, log_det)``: ``y`` of ``x``'s shape, ``log_det`` per context row.
+        """
+        shift, scale = self.shift_and_scale(context)
+        log_scale = jnp.sum(jnp.log(scale), axis=-1)
+        return x * jnp.moveaxis(scale, -1, 0) + jnp.moveaxis(shift, -1, 0), log_scale

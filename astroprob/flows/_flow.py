@@ -77,11 +77,11 @@ def apply_permutation(x: Array, perm: tuple[int, ...] | None) -> Array:
     return x[..., np.asarray(perm)]
 
 
-def invert_permutation(x: Array, perm: tuple[int, ...] | None) -> Array:
-    """Undo `apply_permutation`."""
+def invert_permutation(x: Array, perm: tuple[int, ...] | None, *, axis: int = -1) -> Array:
+    """Undo `apply_permutation` (along ``axis``: the features' axis)."""
     if perm is None:
-        return jnp.flip(x, axis=-1)
-    return x[..., np.argsort(perm)]
+        return jnp.flip(x, axis=axis)
+    return jnp.take(x, np.argsort(perm), axis=axis)
 
 
 def check_positive_int(value: object, name: str) -> int:
@@ -138,6 +138,13 @@ class ConditionalFlow(nnx.Module):
             if i > 0:
                 x = invert_permutation(x, self.permutations[i - 1])
         return x, total
+
+    def _inverse_draws(self, z: Array, context: Array) -> tuple[Array, Array]:
+        """`_inverse` of a block of draws, ``z (b, m, dim)`` with ``context (b, 1, c)``.
+
+        Subclasses may evaluate it in another layout (same numbers up to rounding).
+        """
+        return self._inverse(z, context)
 
     def transform(
         self, theta: ArrayLike, context: ArrayLike
@@ -219,7 +226,7 @@ class ConditionalFlow(nnx.Module):
         z = jax.random.normal(key, (batch, num_samples, self.dim), context.dtype)
 
         def draw(z_block: Array, context_block: Array) -> tuple[Array, Array]:
-            theta, log_det = self._inverse(z_block, context_block)
+            theta, log_det = self._inverse_draws(z_block, context_block)
             log_prob = jnp.sum(standard_normal_logpdf(z_block), axis=-1) - log_det
             return theta, jnp.broadcast_to(log_prob, z_block.shape[:-1])
 

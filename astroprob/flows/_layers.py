@@ -9,6 +9,11 @@ computed once per observation instead of once per sample, and no repeated copy
 of the context is ever built.
 
 Subclasses may mask the kernels (see `astroprob.flows._made`).
+
+`ConditionalMLP.columns` evaluates the same network with the features on the
+leading axis, ``(in, *batch) -> (out, *batch)``: the flows' sampler works in
+that layout, where the splines that follow operate on contiguous arrays of
+draws (see `astroprob.flows.nsf`).
 """
 
 # jaxtyping shape strings ("batch dim") are not Python expressions.
@@ -24,7 +29,15 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float
 
-__all__ = ["ACTIVATIONS", "ConditionalMLP", "get_activation", "lecun_normal", "zeros"]
+__all__ = [
+    "ACTIVATIONS",
+    "ConditionalMLP",
+    "as_column",
+    "get_activation",
+    "lecun_normal",
+    "linear_columns",
+    "zeros",
+]
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "relu": jax.nn.relu,
@@ -45,6 +58,16 @@ def get_activation(name: str) -> Callable[[Array], Array]:
     if name not in ACTIVATIONS:
         raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}; got {name!r}")
     return ACTIVATIONS[name]
+
+
+def as_column(vector: Array, ndim: int) -> Array:
+    """A ``(n,)`` vector reshaped to ``(n, 1, ..., 1)`` (``ndim`` axes), for column layouts."""
+    return vector.reshape(vector.shape + (1,) * (ndim - 1))
+
+
+def linear_columns(kernel: Array, x: Array) -> Array:
+    """``x @ kernel`` in column layout: ``(in, out)`` and ``(in, *batch)`` -> ``(out, *batch)``."""
+    return jnp.tensordot(kernel, x, axes=(0, 0))
 
 
 def lecun_normal(key: Array, shape: tuple[int, ...], fan_in: int, scale: float = 1.0) -> Array:
@@ -161,23 +184,51 @@ class ConditionalMLP(nnx.Module):
             ``(*batch, hidden_features)`` with ``batch`` the broadcast of both;
             when ``in_features == 0`` it is ``cbatch``.
         """
-        masks = self._masks()
         act = get_activation(self.activation)
+        input_kernel, hidden_kernels = self._kernels_masked()
         h = context @ self.context_kernel[...] + self.input_bias[...]
-        if self.input_kernel is not None:
-            kernel = self.input_kernel[...]
-            if masks is not None:
-                kernel = kernel * masks[0]
-            h = x @ kernel + h
+        if input_kernel is not None:
+            h = x @ input_kernel + h
         h = act(h)
-        for i, (kernel, bias) in enumerate(
-            zip(self.hidden_kernels, self.hidden_biases, strict=True)
-        ):
-            k = kernel[...]
-            if masks is not None:
-                k = k * masks[i + 1]
-            h = act(h @ k + bias[...])
+        for kernel, bias in zip(hidden_kernels, self.hidden_biases, strict=True):
+            h = act(h @ kernel + bias[...])
         return h
+
+    def _kernels_masked(self) -> tuple[Array | None, list[Array]]:
+        """The input kernel (``None`` without ``x``) and the hidden kernels, masked if needed."""
+        masks = self._masks()
+        kernels = [k[...] for k in self.hidden_kernels]
+        if masks is not None:
+            kernels = [k * m for k, m in zip(kernels, masks[1:-1], strict=True)]
+        if self.input_kernel is None:
+            return None, kernels
+        kernel = self.input_kernel[...]
+        return (kernel if masks is None else kernel * masks[0]), kernels
+
+    def columns(
+        self, x: Float[Array, "in ..."], context: Float[Array, "*cbatch ctx"]
+    ) -> Float[Array, "out ..."]:
+        """`__call__` with the features on the leading axis (same numbers up to rounding).
+
+        Args:
+            x: ``(in_features, *xbatch)``.
+            context: ``(*cbatch, context_features)`` (rows, as for `__call__`),
+                ``cbatch`` broadcastable against ``xbatch``.
+
+        Returns:
+            ``(out_features, *batch)`` with ``batch`` the broadcast of both;
+            ``cbatch`` when ``in_features == 0``.
+        """
+        act = get_activation(self.activation)
+        input_kernel, hidden_kernels = self._kernels_masked()
+        h = jnp.moveaxis(context @ self.context_kernel[...] + self.input_bias[...], -1, 0)
+        if input_kernel is not None:
+            h = linear_columns(input_kernel, x) + h
+        h = act(h)
+        for kernel, bias in zip(hidden_kernels, self.hidden_biases, strict=True):
+            h = act(linear_columns(kernel, h) + as_column(bias[...], h.ndim))
+        out = linear_columns(self.output_kernel_masked(), h)
+        return out + as_column(self.output_bias[...], out.ndim)
 
     def output_kernel_masked(self) -> Array:
         """The output kernel ``(hidden_features, out_features)``, masked if needed."""

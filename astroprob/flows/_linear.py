@@ -26,7 +26,7 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float
 
-from astroprob.flows._layers import zeros
+from astroprob.flows._layers import as_column, linear_columns, zeros
 
 __all__ = ["LULinear"]
 
@@ -87,9 +87,28 @@ class LULinear(nnx.Module):
         log_det = jnp.sum(jnp.log(diagonal))
         if not inverse:
             return x @ (lower @ upper).T + self.bias[...], log_det
-        # W^{-1} = U^{-1} L^{-1}: two triangular solves against the identity; for the
-        # small dimensions of posteriors this is cheaper than solving per row.
-        eye = jnp.eye(self.dim, dtype=x.dtype)
+        return (x - self.bias[...]) @ self._inverse_matrix(lower, upper).T, -log_det
+
+    def inverse_columns(
+        self, x: Float[Array, "dim ..."], context: Array | None
+    ) -> tuple[Float[Array, "dim ..."], Float[Array, ""]]:
+        """The inverse, ``W^{-1}(x - b)``, with the features on the leading axis.
+
+        Returns:
+            ``(y, log_det)``: ``y`` of ``x``'s shape and the scalar ``log|det dy/dx|``.
+        """
+        del context
+        lower, upper, diagonal = self._factors()
+        bias = as_column(self.bias[...], x.ndim)
+        return linear_columns(self._inverse_matrix(lower, upper).T, x - bias), -jnp.sum(
+            jnp.log(diagonal)
+        )
+
+    def _inverse_matrix(self, lower: Array, upper: Array) -> Array:
+        """``W^{-1} = U^{-1} L^{-1}``, by two triangular solves against the identity.
+
+        For the small dimensions of posteriors this is cheaper than solving per row.
+        """
+        eye = jnp.eye(self.dim, dtype=lower.dtype)
         lower_inv = jax.scipy.linalg.solve_triangular(lower, eye, lower=True, unit_diagonal=True)
-        inverse_matrix = jax.scipy.linalg.solve_triangular(upper, lower_inv, lower=False)
-        return (x - self.bias[...]) @ inverse_matrix.T, -log_det
+        return jax.scipy.linalg.solve_triangular(upper, lower_inv, lower=False)

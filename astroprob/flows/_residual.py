@@ -28,7 +28,13 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float
 
-from astroprob.flows._layers import get_activation, lecun_normal, zeros
+from astroprob.flows._layers import (
+    as_column,
+    get_activation,
+    lecun_normal,
+    linear_columns,
+    zeros,
+)
 
 __all__ = ["ResidualConditioner"]
 
@@ -121,3 +127,31 @@ class ResidualConditioner(nnx.Module):
             t = act(act(h) @ self.first_kernels[i] + self.first_biases[i])
             h = h + (t @ self.second_kernels[i] + self.second_biases[i]) * gates[i]
         return h @ self.output_kernel[...] + self.output_bias[...]
+
+    def columns(
+        self, x: Float[Array, "in ..."], context: Float[Array, "*cbatch ctx"]
+    ) -> Float[Array, "out ..."]:
+        """`__call__` with the features on the leading axis (same numbers up to rounding).
+
+        Args:
+            x: ``(in_features, *xbatch)``.
+            context: ``(*cbatch, context_features)`` (rows), broadcastable against ``xbatch``.
+
+        Returns:
+            ``(out_features, *batch)``.
+        """
+        act = get_activation(self.activation)
+        h = jnp.moveaxis(context @ self.context_kernel[...] + self.input_bias[...], -1, 0)
+        if self.input_kernel is not None:
+            h = linear_columns(self.input_kernel[...], x) + h
+        gates = jax.nn.sigmoid(
+            jnp.einsum("...c,bcw->bw...", context, self.gate_kernels[...])
+            + self.gate_biases[...].reshape(self.gate_biases.shape + (1,) * (context.ndim - 1))
+        )
+        for i in range(self.first_kernels.shape[0]):
+            t = linear_columns(self.first_kernels[i], act(h))
+            t = act(t + as_column(self.first_biases[i], t.ndim))
+            u = linear_columns(self.second_kernels[i], t) + as_column(self.second_biases[i], t.ndim)
+            h = h + u * gates[i]
+        out = linear_columns(self.output_kernel[...], h)
+        return out + as_column(self.output_bias[...], out.ndim)

@@ -37,10 +37,13 @@ bin order) and the choice of the bin (a chain of ``where`` over the interior
 knots) become elementwise operations on one flat axis, which XLA vectorises,
 where the reductions over a trailing axis of ``K`` were not. On the 2-core CPU
 this draws two_moons posteriors about 3.5 times faster. With several values per
-row XLA splits the unrolled exponentials into one pass per bin, and the
-trailing-axis form is faster, so it stays in use there and for the forward
-direction. The unrolled form is differentiated through the trailing-axis one
-(a custom JVP), whose backward pass compiles to far fewer kernels.
+row, taking the bins apart from a trailing axis costs a strided read per bin,
+and the trailing-axis form is faster; the coupling flows' sampler instead
+produces its spline parameters with the draws on the trailing axes, one
+contiguous array per bin, and calls `rq_spline_inverse_per_bin` (see
+`astroprob.flows.nsf`). The unrolled form is differentiated through the
+trailing-axis one (a custom JVP), whose backward pass compiles to far fewer
+kernels.
 """
 
 # jaxtyping shape strings ("batch dim") are not Python expressions.
@@ -51,6 +54,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
@@ -66,6 +70,7 @@ __all__ = [
     "rq_spline",
     "rq_spline_forward",
     "rq_spline_inverse",
+    "rq_spline_inverse_per_bin",
     "split_spline_params",
 ]
 
@@ -225,22 +230,22 @@ def _bin_values_from_params(
 
 
 def _bin_columns(
-    unnormalised: Array, min_size: float, tail_bound: float
+    unnormalised: Sequence[Array], min_size: float, tail_bound: float
 ) -> tuple[list[Array], list[Array]]:
     """Left knots and sizes of ``K`` bins tiling ``[-B, B]`` exactly, one array per bin.
 
     Args:
-        unnormalised: ``(*shape, K)`` network outputs.
+        unnormalised: ``K`` network outputs, one array per bin, all of one shape.
         min_size: floor of a bin's size, as a fraction of ``2B``.
         tail_bound: ``B``.
 
     Returns:
-        ``(left, sizes)``: two lists of ``K`` arrays of shape ``(*shape,)``. The
-        outer knots are exactly ``±B`` and every size is the difference of
+        ``(left, sizes)``: two lists of ``K`` arrays of that shape. The outer
+        knots are exactly ``±B`` and every size is the difference of
         neighbouring knots, so the bins tile ``[-B, B]`` without gaps.
     """
-    num_bins = unnormalised.shape[-1]
-    columns = [unnormalised[..., k] for k in range(num_bins)]
+    columns = list(unnormalised)
+    num_bins = len(columns)
     top = functools.reduce(jnp.maximum, columns)
     exps = [jnp.exp(c - top) for c in columns]
     scale = (1.0 - min_size * num_bins) / functools.reduce(operator.add, exps)
@@ -256,9 +261,9 @@ def _bin_columns(
 
 def _bin_values_unrolled(
     value: Array,
-    unnormalised_widths: Array,
-    unnormalised_heights: Array,
-    unnormalised_derivatives: Array,
+    unnormalised_widths: Sequence[Array],
+    unnormalised_heights: Sequence[Array],
+    unnormalised_derivatives: Sequence[Array],
     *,
     by_height: bool,
     tail_bound: float,
@@ -268,6 +273,8 @@ def _bin_values_unrolled(
 ) -> tuple[Array, ...]:
     """`_bin_values_from_params` with the ``K`` bins unrolled (module notes).
 
+    The parameters come as one array per bin (``K``, ``K`` and ``K - 1``
+    arrays broadcastable against ``value``).
     The bin is found among the left knots of ``x`` (``by_height=False``) or of
     ``y`` (``by_height=True``): walking up the interior knots, every knot at or
     below the value moves the choice one bin up, so rounding onto a knot still
@@ -281,7 +288,7 @@ def _bin_values_unrolled(
     num_bins = len(knots)
     fields = (x_left, widths, y_left, heights)
     picked = [field[0] for field in fields]
-    raw = [unnormalised_derivatives[..., k] for k in range(num_bins - 1)]
+    raw = list(unnormalised_derivatives)
     if not raw:  # one bin: both derivatives are the boundary ones
         ones = jnp.ones(jnp.broadcast_shapes(value.shape, picked[0].shape), value.dtype)
         return (*picked, ones, ones)
@@ -439,6 +446,65 @@ def rq_spline(
     return _spline(value, *params, inverse=inverse, unrolled=False, **settings)
 
 
+def rq_spline_inverse_per_bin(
+    value: Float[Array, "*shape"],
+    unnormalised_widths: Sequence[Array],
+    unnormalised_heights: Sequence[Array],
+    unnormalised_derivatives: Sequence[Array],
+    *,
+    tail_bound: float,
+    min_bin_width: float,
+    min_bin_height: float,
+    min_derivative: float,
+) -> tuple[Array, Array]:
+    """`rq_spline` inverse with the parameters given as one array per bin.
+
+    The unrolled form of the module notes, for callers that already hold the
+    network outputs with the values on the trailing axes (the flows' sampler
+    works with the features on the leading axis and the draws on the trailing
+    ones), so that every operation is elementwise over contiguous arrays.
+
+    Args:
+        value: ``y``, ``(*shape,)``; values outside ``[-B, B]`` pass through.
+        unnormalised_widths: ``K`` arrays of ``value``'s shape (or
+            broadcastable to it), the ``k``-th one holding bin ``k``'s output.
+        unnormalised_heights: ``K`` such arrays.
+        unnormalised_derivatives: ``K - 1`` such arrays.
+        tail_bound: ``B``.
+        min_bin_width: as for `rq_knots`.
+        min_bin_height: as for `rq_knots`.
+        min_derivative: as for `rq_knots`.
+
+    Returns:
+        ``(x, log|dx/dy|)``, both of ``value``'s shape.
+
+    Raises:
+        ValueError: if the numbers of arrays do not match ``K``, ``K``, ``K - 1``.
+    """
+    num_bins = len(unnormalised_widths)
+    if len(unnormalised_heights) != num_bins or len(unnormalised_derivatives) != num_bins - 1:
+        raise ValueError(
+            "unnormalised_derivatives: expected K - 1 arrays and as many heights as "
+            f"widths (K = {num_bins}); got {len(unnormalised_heights)} heights and "
+            f"{len(unnormalised_derivatives)} derivatives"
+        )
+    inside = (value >= -tail_bound) & (value <= tail_bound)
+    safe = jnp.where(inside, value, 0.0)
+    bin_values = _bin_values_unrolled(
+        safe,
+        unnormalised_widths,
+        unnormalised_heights,
+        unnormalised_derivatives,
+        by_height=True,
+        tail_bound=tail_bound,
+        min_bin_width=min_bin_width,
+        min_bin_height=min_bin_height,
+        min_derivative=min_derivative,
+    )
+    out, log_det = _inverse_in_bin(safe, bin_values)
+    return jnp.where(inside, out, value), jnp.where(inside, log_det, 0.0)
+
+
 UNROLLED_MIN_VALUES = 4096
 """Inverse splines of one value per row, and at least this many rows, are unrolled."""
 
@@ -467,7 +533,11 @@ def _spline(
         params = tuple(
             jnp.broadcast_to(p, shape + p.shape[-1:]).reshape(-1, p.shape[-1]) for p in params
         )
-    pick = _bin_values_unrolled if unrolled else _bin_values_from_params
+    if unrolled:
+        params = tuple([p[:, k] for k in range(p.shape[-1])] for p in params)
+        pick = _bin_values_unrolled
+    else:
+        pick = _bin_values_from_params
     bin_values = pick(
         safe,
         *params,

@@ -12,33 +12,53 @@ dimensions. Layers are separated by fixed permutations so that every dimension
 is transformed and conditions the others. Both flavours start at the identity
 map (the output layer of every conditioner is initialised at zero), i.e. at
 ``q(theta | context) = N(0, I)``, which suits the z-scored ``theta`` they expect.
+
+Sampling a coupling flow (blocks of at least `COLUMN_MIN_DRAWS` draws) runs
+the layers with the features on the leading axis and the draws on the
+trailing ones: the conditioners' matrix products are the same, but each
+spline parameter is then a contiguous array of draws, and the splines are
+evaluated bin by bin on those arrays (`rq_spline_inverse_per_bin`), which XLA
+vectorises. With the parameters on a trailing axis of ``3K - 1`` numbers per
+value it did not. On the 2-core CPU this draws slcp and gaussian_linear
+posteriors about 1.7 times faster; the numbers are those of `inverse` up to
+float32 rounding.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from jaxtyping import Array
+from jaxtyping import Array, Float
 
 from astroprob.flows._affine import ConditionalAffine
 from astroprob.flows._flow import (
     ConditionalFlow,
     check_positive_int,
+    invert_permutation,
     make_permutations,
 )
 from astroprob.flows._layers import ConditionalMLP
 from astroprob.flows._linear import LULinear
 from astroprob.flows._made import MADE
 from astroprob.flows._residual import ResidualConditioner
-from astroprob.flows._splines import num_spline_params, rq_spline, split_spline_params
+from astroprob.flows._splines import (
+    num_spline_params,
+    rq_spline,
+    rq_spline_inverse_per_bin,
+    split_spline_params,
+)
 
-__all__ = ["CONDITIONERS", "NeuralSplineFlow"]
+__all__ = ["COLUMN_MIN_DRAWS", "CONDITIONERS", "NeuralSplineFlow"]
 
 CONDITIONERS = ("residual", "mlp")
 """Conditioner networks of the coupling layers (autoregressive layers use a MADE)."""
+
+COLUMN_MIN_DRAWS = 4096
+"""Blocks of at least this many draws are sampled in column layout (module notes)."""
 
 
 class _SplineSettings(nnx.Module):
@@ -131,6 +151,29 @@ class _SplineCoupling(nnx.Module):
         x_identity = jnp.broadcast_to(x_identity, y.shape[:-1] + (m,))
         return jnp.concatenate([x_identity, y], axis=-1), jnp.sum(log_det, axis=-1)
 
+    def inverse_columns(
+        self, x: Float[Array, "dim ..."], context: Float[Array, "*cbatch ctx"]
+    ) -> tuple[Float[Array, "dim ..."], Float[Array, "*batch"]]:
+        """The inverse with the features on the leading axis (module notes)."""
+        m, spline = self.num_identity, self.spline
+        x_identity, x_transformed = x[:m], x[m:]
+        params = self.conditioner.columns(x_identity, context)
+        params = params.reshape((self.num_transformed, -1) + params.shape[1:])
+        k = spline.num_bins
+        per_bin = [params[:, j] for j in range(params.shape[1])]
+        y, log_det = rq_spline_inverse_per_bin(
+            x_transformed,
+            per_bin[:k],
+            per_bin[k : 2 * k],
+            per_bin[2 * k :],
+            tail_bound=spline.tail_bound,
+            min_bin_width=spline.min_bin_width,
+            min_bin_height=spline.min_bin_height,
+            min_derivative=spline.min_derivative,
+        )
+        x_identity = jnp.broadcast_to(x_identity, (m,) + y.shape[1:])
+        return jnp.concatenate([x_identity, y], axis=0), jnp.sum(log_det, axis=0)
+
 
 class _SplineAutoregressive(nnx.Module):
     """Autoregressive layer: spline for ``x[j]`` from ``x[:j]`` and the context."""
@@ -206,6 +249,14 @@ class _Block(nnx.Module):
         total = jnp.zeros((), x.dtype)
         for part in reversed(parts) if inverse else parts:
             x, log_det = part(x, context, inverse=inverse)
+            total = total + log_det
+        return x, total
+
+    def inverse_columns(self, x: Array, context: Array) -> tuple[Array, Array]:
+        """Base -> data with the features of ``x`` on the leading axis (coupling layers)."""
+        total = jnp.zeros((), x.dtype)
+        for part in reversed(self._parts()):
+            x, log_det = part.inverse_columns(x, context)
             total = total + log_det
         return x, total
 
@@ -377,3 +428,15 @@ class NeuralSplineFlow(ConditionalFlow):
     def config(self) -> dict[str, Any]:
         """Hyperparameters that rebuild this architecture (JSON-serialisable)."""
         return dict(self._config)
+
+    def _inverse_draws(self, z: Array, context: Array) -> tuple[Array, Array]:
+        """`_inverse` of a block of draws, in column layout for coupling flows (module notes)."""
+        if dict(self._config)["autoregressive"] or math.prod(z.shape[:-1]) < COLUMN_MIN_DRAWS:
+            return self._inverse(z, context)
+        x, total = jnp.moveaxis(z, -1, 0), jnp.zeros((), z.dtype)
+        for i in reversed(range(len(self.layers))):
+            x, log_det = self.layers[i].inverse_columns(x, context)
+            total = total + log_det
+            if i > 0:
+                x = invert_permutation(x, self.permutations[i - 1], axis=0)
+        return jnp.moveaxis(x, 0, -1), total
