@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
-from astroprob.flows._layers import ConditionalMLP, zeros
+from astroprob.flows._layers import ConditionalMLP, rows_as_columns, zeros
 
 __all__ = ["ConditionalAffine"]
 
@@ -102,11 +102,15 @@ class ConditionalAffine(nnx.Module):
 
         Args:
             x: ``(dim, *batch)``.
-            context: ``(*cbatch, context_dim)`` (rows), broadcastable against ``batch``.
+            context: ``(*cbatch, context_dim)`` (rows), broadcastable against
+                ``batch`` and of at most as many axes.
 
         Returns:
             ``(y, log_det)``: ``y`` of ``x``'s shape, ``log_det`` per context row.
         """
         shift, scale = self.shift_and_scale(context)
         log_scale = jnp.sum(jnp.log(scale), axis=-1)
-        return x * jnp.moveaxis(scale, -1, 0) + jnp.moveaxis(shift, -1, 0), log_scale
+        batch_ndim = x.ndim - 1
+        return x * rows_as_columns(scale, batch_ndim) + rows_as_columns(
+            shift, batch_ndim
+        ), log_scale

@@ -81,7 +81,9 @@ def invert_permutation(x: Array, perm: tuple[int, ...] | None, *, axis: int = -1
     """Undo `apply_permutation` (along ``axis``: the features' axis)."""
     if perm is None:
         return jnp.flip(x, axis=axis)
-    return jnp.take(x, np.argsort(perm), axis=axis)
+    if axis == -1:
+        return x[..., np.argsort(perm)]
+    return x[(slice(None),) * axis + (np.argsort(perm),)]
 
 
 def check_positive_int(value: object, name: str) -> int:
@@ -101,7 +103,8 @@ class ConditionalFlow(nnx.Module):
     Subclasses set ``self.dim``, ``self.context_dim``, ``self.layers`` (bijective
     layers called as ``layer(x, context, inverse=...) -> (y, log_det)``, data ->
     base when ``inverse=False``), ``self.permutations`` (from `make_permutations`,
-    applied between consecutive layers) and implement ``config``.
+    applied between consecutive layers) and implement ``config``. They may
+    override ``_inverse_draws`` to sample in another layout.
     """
 
     dim: int

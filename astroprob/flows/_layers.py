@@ -36,6 +36,7 @@ __all__ = [
     "get_activation",
     "lecun_normal",
     "linear_columns",
+    "rows_as_columns",
     "zeros",
 ]
 
@@ -63,6 +64,25 @@ def get_activation(name: str) -> Callable[[Array], Array]:
 def as_column(vector: Array, ndim: int) -> Array:
     """A ``(n,)`` vector reshaped to ``(n, 1, ..., 1)`` (``ndim`` axes), for column layouts."""
     return vector.reshape(vector.shape + (1,) * (ndim - 1))
+
+
+def rows_as_columns(rows: Array, batch_ndim: int) -> Array:
+    """Rows ``(*cbatch, n)`` as columns ``(n, 1, ..., 1, *cbatch)`` with ``batch_ndim`` batch axes.
+
+    The leading unit axes make ``cbatch`` broadcast against a column array's
+    ``batch`` as it would against rows (aligned on the right).
+
+    Raises:
+        ValueError: if ``rows`` has more than ``batch_ndim`` batch axes.
+    """
+    extra = batch_ndim - (rows.ndim - 1)
+    if extra < 0:
+        raise ValueError(
+            f"context: expected at most {batch_ndim} batch axes, as many as x; "
+            f"got shape {rows.shape}"
+        )
+    columns = jnp.moveaxis(rows, -1, 0)
+    return columns.reshape(columns.shape[:1] + (1,) * extra + columns.shape[1:])
 
 
 def linear_columns(kernel: Array, x: Array) -> Array:
@@ -213,15 +233,17 @@ class ConditionalMLP(nnx.Module):
         Args:
             x: ``(in_features, *xbatch)``.
             context: ``(*cbatch, context_features)`` (rows, as for `__call__`),
-                ``cbatch`` broadcastable against ``xbatch``.
+                ``cbatch`` broadcastable against ``xbatch`` and of at most as
+                many axes.
 
         Returns:
             ``(out_features, *batch)`` with ``batch`` the broadcast of both;
-            ``cbatch`` when ``in_features == 0``.
+            ``cbatch`` (with ``xbatch``'s number of axes) when ``in_features == 0``.
         """
         act = get_activation(self.activation)
         input_kernel, hidden_kernels = self._kernels_masked()
-        h = jnp.moveaxis(context @ self.context_kernel[...] + self.input_bias[...], -1, 0)
+        h = context @ self.context_kernel[...] + self.input_bias[...]
+        h = rows_as_columns(h, x.ndim - 1)
         if input_kernel is not None:
             h = linear_columns(input_kernel, x) + h
         h = act(h)

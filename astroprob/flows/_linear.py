@@ -87,7 +87,7 @@ class LULinear(nnx.Module):
         log_det = jnp.sum(jnp.log(diagonal))
         if not inverse:
             return x @ (lower @ upper).T + self.bias[...], log_det
-        return (x - self.bias[...]) @ self._inverse_matrix(lower, upper).T, -log_det
+        return (x - self.bias[...]) @ self._inverse_matrix(lower, upper, x.dtype).T, -log_det
 
     def inverse_columns(
         self, x: Float[Array, "dim ..."], context: Array | None
@@ -99,16 +99,15 @@ class LULinear(nnx.Module):
         """
         del context
         lower, upper, diagonal = self._factors()
-        bias = as_column(self.bias[...], x.ndim)
-        return linear_columns(self._inverse_matrix(lower, upper).T, x - bias), -jnp.sum(
-            jnp.log(diagonal)
-        )
+        log_det = jnp.sum(jnp.log(diagonal))
+        inverse_matrix = self._inverse_matrix(lower, upper, x.dtype)
+        return linear_columns(inverse_matrix.T, x - as_column(self.bias[...], x.ndim)), -log_det
 
-    def _inverse_matrix(self, lower: Array, upper: Array) -> Array:
+    def _inverse_matrix(self, lower: Array, upper: Array, dtype: jnp.dtype) -> Array:
         """``W^{-1} = U^{-1} L^{-1}``, by two triangular solves against the identity.
 
         For the small dimensions of posteriors this is cheaper than solving per row.
         """
-        eye = jnp.eye(self.dim, dtype=lower.dtype)
+        eye = jnp.eye(self.dim, dtype=dtype)
         lower_inv = jax.scipy.linalg.solve_triangular(lower, eye, lower=True, unit_diagonal=True)
         return jax.scipy.linalg.solve_triangular(upper, lower_inv, lower=False)

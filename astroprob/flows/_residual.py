@@ -33,6 +33,7 @@ from astroprob.flows._layers import (
     get_activation,
     lecun_normal,
     linear_columns,
+    rows_as_columns,
     zeros,
 )
 
@@ -135,23 +136,22 @@ class ResidualConditioner(nnx.Module):
 
         Args:
             x: ``(in_features, *xbatch)``.
-            context: ``(*cbatch, context_features)`` (rows), broadcastable against ``xbatch``.
+            context: ``(*cbatch, context_features)`` (rows), broadcastable against
+                ``xbatch`` and of at most as many axes.
 
         Returns:
             ``(out_features, *batch)``.
         """
         act = get_activation(self.activation)
-        h = jnp.moveaxis(context @ self.context_kernel[...] + self.input_bias[...], -1, 0)
+        batch_ndim = x.ndim - 1
+        h = rows_as_columns(context @ self.context_kernel[...] + self.input_bias[...], batch_ndim)
         if self.input_kernel is not None:
             h = linear_columns(self.input_kernel[...], x) + h
-        gates = jax.nn.sigmoid(
-            jnp.einsum("...c,bcw->bw...", context, self.gate_kernels[...])
-            + self.gate_biases[...].reshape(self.gate_biases.shape + (1,) * (context.ndim - 1))
-        )
         for i in range(self.first_kernels.shape[0]):
             t = linear_columns(self.first_kernels[i], act(h))
             t = act(t + as_column(self.first_biases[i], t.ndim))
             u = linear_columns(self.second_kernels[i], t) + as_column(self.second_biases[i], t.ndim)
-            h = h + u * gates[i]
+            gate = jax.nn.sigmoid(context @ self.gate_kernels[i] + self.gate_biases[i])
+            h = h + u * rows_as_columns(gate, batch_ndim)
         out = linear_columns(self.output_kernel[...], h)
         return out + as_column(self.output_bias[...], out.ndim)

@@ -14,7 +14,9 @@ derivatives), with one ``shape'`` that broadcasts against ``shape``. Unnormalise
 parameters all equal to zero give the identity map.
 
 Two entry points: `rq_knots` builds every knot (for inspection and tests) and
-`rq_spline_forward` / `rq_spline_inverse` apply them; the flows call `rq_spline`,
+`rq_spline_forward` / `rq_spline_inverse` apply them; the flows call `rq_spline`
+(and, when sampling coupling layers, `rq_spline_inverse_per_bin`, whose
+parameters come as one array per bin instead of a trailing axis),
 which goes from the network outputs straight to the one bin each value falls
 in and turns only that bin's two derivatives into positive numbers (the softplus
 of all ``K - 1`` interior derivatives was a third of the knots' cost). Both
@@ -30,8 +32,8 @@ backend. Tail points are evaluated at a safe interior value and then replaced,
 so that no NaN or infinite intermediate reaches the gradients.
 
 Sampling evaluates the inverse on many rows. Where each row has one spline
-value (the inverse passes of autoregressive layers, coupling layers on
-two-dimensional parameters), `rq_spline` unrolls the ``K`` bins into ``K``
+value (the inverse passes of autoregressive layers; `inverse` of coupling
+layers on two-dimensional parameters), `rq_spline` unrolls the ``K`` bins into ``K``
 arrays of the values' shape instead: the softmax, the cumulative sums (added in
 bin order) and the choice of the bin (a chain of ``where`` over the interior
 knots) become elementwise operations on one flat axis, which XLA vectorises,
@@ -41,9 +43,10 @@ row, taking the bins apart from a trailing axis costs a strided read per bin,
 and the trailing-axis form is faster; the coupling flows' sampler instead
 produces its spline parameters with the draws on the trailing axes, one
 contiguous array per bin, and calls `rq_spline_inverse_per_bin` (see
-`astroprob.flows.nsf`). The unrolled form is differentiated through the
-trailing-axis one (a custom JVP), whose backward pass compiles to far fewer
-kernels.
+`astroprob.flows.nsf`). In `rq_spline` the unrolled form is differentiated
+through the trailing-axis one (a custom JVP), whose backward pass compiles to
+far fewer kernels; `rq_spline_inverse_per_bin` is differentiated as it is
+(correct, but slower to compile), since samples are rarely differentiated.
 """
 
 # jaxtyping shape strings ("batch dim") are not Python expressions.
@@ -479,14 +482,18 @@ def rq_spline_inverse_per_bin(
         ``(x, log|dx/dy|)``, both of ``value``'s shape.
 
     Raises:
-        ValueError: if the numbers of arrays do not match ``K``, ``K``, ``K - 1``.
+        ValueError: if there are not ``K`` heights and ``K - 1`` derivatives.
     """
     num_bins = len(unnormalised_widths)
-    if len(unnormalised_heights) != num_bins or len(unnormalised_derivatives) != num_bins - 1:
+    if len(unnormalised_heights) != num_bins:
         raise ValueError(
-            "unnormalised_derivatives: expected K - 1 arrays and as many heights as "
-            f"widths (K = {num_bins}); got {len(unnormalised_heights)} heights and "
-            f"{len(unnormalised_derivatives)} derivatives"
+            f"unnormalised_heights: expected K = {num_bins} arrays, one per bin of "
+            f"unnormalised_widths; got {len(unnormalised_heights)}"
+        )
+    if len(unnormalised_derivatives) != num_bins - 1:
+        raise ValueError(
+            f"unnormalised_derivatives: expected K - 1 = {num_bins - 1} arrays; "
+            f"got {len(unnormalised_derivatives)}"
         )
     inside = (value >= -tail_bound) & (value <= tail_bound)
     safe = jnp.where(inside, value, 0.0)
@@ -533,7 +540,6 @@ def _spline(
         params = tuple(
             jnp.broadcast_to(p, shape + p.shape[-1:]).reshape(-1, p.shape[-1]) for p in params
         )
-    if unrolled:
         params = tuple([p[:, k] for k in range(p.shape[-1])] for p in params)
         pick = _bin_values_unrolled
     else:

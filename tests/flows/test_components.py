@@ -192,7 +192,7 @@ def test_per_bin_inverse_equals_the_spline_of_all_knots(moderate, strong):
         assert outside.any()
         assert (~outside).any()
         np.testing.assert_array_equal(x_back[outside], r["y"][outside])
-    # Negative control: the bins in the wrong order are another spline.
+    # Negative control: widths and heights swapped give another spline.
     params, _, r = moderate
     shuffled = jnp.concatenate([params[..., K : 2 * K], params[..., :K], params[..., 2 * K :]], -1)
     x_wrong, _ = map(np.asarray, _per_bin_inverse(shuffled, r["y"]))
@@ -202,9 +202,9 @@ def test_per_bin_inverse_equals_the_spline_of_all_knots(moderate, strong):
 
 def test_per_bin_inverse_rejects_mismatched_bin_counts():
     w = [jnp.zeros(3)] * 4
-    with pytest.raises(ValueError, match=r"unnormalised_derivatives: expected K - 1 arrays"):
+    with pytest.raises(ValueError, match=r"unnormalised_derivatives: expected K - 1 = 3 arrays"):
         rq_spline_inverse_per_bin(jnp.zeros(3), w, w, w, tail_bound=B, **SETTINGS)
-    with pytest.raises(ValueError, match=r"got 3 heights"):
+    with pytest.raises(ValueError, match=r"unnormalised_heights: expected K = 4 arrays.*got 3"):
         rq_spline_inverse_per_bin(jnp.zeros(3), w, w[:3], w[:3], tail_bound=B, **SETTINGS)
 
 

@@ -73,6 +73,27 @@ def test_conditioner_columns_equal_rows(name):
     np.testing.assert_allclose(np.broadcast_to(columns, rows.shape), rows, rtol=1e-5, atol=1e-5)
 
 
+def test_columns_take_contexts_with_fewer_batch_axes_as_rows_do():
+    """A context of fewer axes broadcasts on the right, as in the row layout."""
+    net = perturb(CONDITIONERS["residual"](nnx.Rngs(0)), 1, scale=0.3)
+    affine = perturb(
+        ConditionalAffine(
+            5, 2, hidden_features=8, num_hidden_layers=1, activation="tanh", rngs=nnx.Rngs(0)
+        ),
+        2,
+        scale=0.5,
+    )
+    x = jax.random.normal(jax.random.key(2), (5, 3))  # 5 rows: as many as the outputs
+    context = jax.random.normal(jax.random.key(3), (2,))
+    rows, columns = run(_conditioner_both_ways, net, x[:, :3], context)
+    np.testing.assert_allclose(np.asarray(columns).T, rows, rtol=1e-5, atol=1e-5)
+    (y, log_det), (y_columns, log_det_columns) = run(_inverse_both_ways, affine, x.T, context)
+    np.testing.assert_allclose(np.asarray(y_columns).T, y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(log_det_columns, log_det, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"context: expected at most 1 batch axes"):
+        net.columns(x[:, :3].T, jnp.zeros((5, 1, 2)))
+
+
 def test_lu_and_affine_inverses_in_columns_equal_rows():
     x = jax.random.normal(jax.random.key(0), (4, 6, 3))
     context = jax.random.normal(jax.random.key(1), (4, 1, 2))
@@ -114,14 +135,16 @@ def _both_layouts(flow, z, context):
 
 
 @pytest.mark.parametrize("name", ["d1", "d3-residual-random", "d5-plain"])
-def test_column_sampler_equals_the_row_inverse(name):
+def test_column_sampler_equals_the_row_inverse(name, monkeypatch):
     """Base -> data for a block of draws, in both layouts, through every layer kind."""
+    calls = _per_bin_calls(monkeypatch)
     flow = perturb(FLOWS[name](nnx.Rngs(0)), 4)
     num_draws = -(-COLUMN_MIN_DRAWS // 2)
     # Wide noise, so that draws reach the splines' identity tails too.
     z = 2.5 * jax.random.normal(jax.random.key(5), (2, num_draws, flow.dim))
     context = jax.random.normal(jax.random.key(6), (2, 1, 2))
     (theta, log_det), (theta_c, log_det_c) = run(_both_layouts, flow, z, context)
+    assert len(calls) == len(flow.layers)  # the column layout did run
     assert theta_c.shape == theta.shape
     assert log_det_c.shape == log_det.shape
     # float32 rounding (the matrix products sum in another order), amplified by
