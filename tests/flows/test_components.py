@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _flow_helpers import FAST_COMPILE
 from flax import nnx
 
 import astroprob.flows._flow as flow_module
@@ -26,7 +27,6 @@ from astroprob.flows._splines import (
     split_spline_params,
 )
 
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
 B = 3.0
 K = 8
 SETTINGS = {"min_bin_width": 1e-3, "min_bin_height": 1e-3, "min_derivative": 1e-3}

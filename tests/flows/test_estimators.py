@@ -7,7 +7,6 @@ computed in ONE jitted call per estimator (``jax.jit`` through ``nnx.split`` /
 the cost of these tests, not execution).
 """
 
-import functools
 import inspect
 import json
 import math
@@ -17,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.special
+from _flow_helpers import perturb, run
 from flax import nnx
 
 from astroprob.flows import (
@@ -75,21 +75,8 @@ GRID_1D = np.linspace(-10.0, 10.0, 4001, dtype=np.float32)
 GRID_2D = np.linspace(-8.0, 8.0, 201, dtype=np.float32)
 
 
-def perturb(estimator, key, scale=PERTURBATION):
-    """Add ``scale * N(0, 1)`` to every parameter, in place."""
-    state = nnx.state(estimator, nnx.Param)
-    leaves, treedef = jax.tree.flatten(state)
-    keys = jax.random.split(key, len(leaves))
-    noisy = [
-        leaf + scale * jax.random.normal(k, leaf.shape)
-        for leaf, k in zip(leaves, keys, strict=True)
-    ]
-    nnx.update(estimator, jax.tree.unflatten(treedef, noisy))
-    return estimator
-
-
 def build(name, seed=0):
-    estimator = perturb(CASES[name](nnx.Rngs(seed)), jax.random.key(seed + 100))
+    estimator = perturb(CASES[name](nnx.Rngs(seed)), jax.random.key(seed + 100), PERTURBATION)
     if isinstance(estimator, MixtureDensityNetwork):
         _correlate(estimator)
     return estimator
@@ -121,24 +108,6 @@ def grid_points(dim):
         return jnp.asarray(GRID_1D[:, None])
     g0, g1 = np.meshgrid(GRID_2D, GRID_2D, indexing="ij")
     return jnp.asarray(np.stack([g0.ravel(), g1.ravel()], -1))
-
-
-FAST_COMPILE = {"xla_backend_optimization_level": 0}  # tests compile many small graphs
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1), compiler_options=FAST_COMPILE)
-def _run(fn, graphdef, state, *args):
-    return fn(nnx.merge(graphdef, state), *args)
-
-
-def run(fn, estimator, *args):
-    """``fn(estimator, *args)`` compiled (cheaply) via nnx.split/merge.
-
-    Compiled code is shared by estimators with equal graph definitions when ``fn``
-    is the same (module-level) function.
-    """
-    graphdef, state = nnx.split(estimator)
-    return _run(fn, graphdef, state, *args)
 
 
 def log_prob(estimator, theta, context):
@@ -419,7 +388,9 @@ def test_make_density_rebuilds_from_config(name):
     flow = {"num_transforms": 2, "permutation": "random", "permutation_seed": 3}
     size = {"hidden_features": 8} | ({} if name == "mdn" else flow)
     estimator = perturb(
-        make_density(name, 2, CONTEXT_DIM, rngs=nnx.Rngs(0), **size), jax.random.key(1)
+        make_density(name, 2, CONTEXT_DIM, rngs=nnx.Rngs(0), **size),
+        jax.random.key(1),
+        PERTURBATION,
     )
     config = json.loads(json.dumps(estimator.config))
     clone = make_density(name, 2, CONTEXT_DIM, rngs=nnx.Rngs(42), **config)

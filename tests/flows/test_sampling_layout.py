@@ -1,11 +1,10 @@
 """The sampler's column layout (features first) gives the numbers of the row layout."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _flow_helpers import perturb, run
 from flax import nnx
 
 import astroprob.flows.nsf as nsf_module
@@ -17,31 +16,7 @@ from astroprob.flows._made import MADE
 from astroprob.flows._residual import ResidualConditioner
 from astroprob.flows.nsf import COLUMN_MIN_DRAWS
 
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
 SMALL = {"hidden_features": 16, "activation": "tanh"}
-
-
-def perturb(module, seed, scale=0.1):
-    """Add ``scale * N(0, 1)`` to every parameter (zero-initialised layers included)."""
-    state = nnx.state(module, nnx.Param)
-    leaves, treedef = jax.tree.flatten(state)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    noisy = [
-        leaf + scale * jax.random.normal(k, leaf.shape)
-        for leaf, k in zip(leaves, keys, strict=True)
-    ]
-    nnx.update(module, jax.tree.unflatten(treedef, noisy))
-    return module
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1), compiler_options=FAST_COMPILE)
-def _run(fn, graphdef, state, *args):
-    return fn(nnx.merge(graphdef, state), *args)
-
-
-def run(fn, module, *args):
-    """``fn(module, *args)``, compiled as one cheap program (not op by op)."""
-    return _run(fn, *nnx.split(module), *args)
 
 
 def _conditioner_both_ways(net, x, context):
@@ -63,7 +38,7 @@ CONDITIONERS = {
 
 @pytest.mark.parametrize("name", list(CONDITIONERS))
 def test_conditioner_columns_equal_rows(name):
-    net = perturb(CONDITIONERS[name](nnx.Rngs(0)), 1, scale=0.3)
+    net = perturb(CONDITIONERS[name](nnx.Rngs(0)), jax.random.key(1), 0.3)
     in_features = 0 if "context-only" in name else 3
     x = jax.random.normal(jax.random.key(2), (4, 6, in_features))
     context = jax.random.normal(jax.random.key(3), (4, 1, 2))
@@ -75,13 +50,13 @@ def test_conditioner_columns_equal_rows(name):
 
 def test_columns_take_contexts_with_fewer_batch_axes_as_rows_do():
     """A context of fewer axes broadcasts on the right, as in the row layout."""
-    net = perturb(CONDITIONERS["residual"](nnx.Rngs(0)), 1, scale=0.3)
+    net = perturb(CONDITIONERS["residual"](nnx.Rngs(0)), jax.random.key(1), 0.3)
     affine = perturb(
         ConditionalAffine(
             5, 2, hidden_features=8, num_hidden_layers=1, activation="tanh", rngs=nnx.Rngs(0)
         ),
-        2,
-        scale=0.5,
+        jax.random.key(2),
+        0.5,
     )
     x = jax.random.normal(jax.random.key(2), (5, 3))  # 5 rows: as many as the outputs
     context = jax.random.normal(jax.random.key(3), (2,))
@@ -97,13 +72,13 @@ def test_columns_take_contexts_with_fewer_batch_axes_as_rows_do():
 def test_lu_and_affine_inverses_in_columns_equal_rows():
     x = jax.random.normal(jax.random.key(0), (4, 6, 3))
     context = jax.random.normal(jax.random.key(1), (4, 1, 2))
-    lu = perturb(LULinear(3), 2, scale=0.5)
+    lu = perturb(LULinear(3), jax.random.key(2), 0.5)
     affine = perturb(
         ConditionalAffine(
             3, 2, hidden_features=8, num_hidden_layers=1, activation="tanh", rngs=nnx.Rngs(0)
         ),
-        3,
-        scale=0.5,
+        jax.random.key(3),
+        0.5,
     )
     for layer in (lu, affine):
         (y, log_det), (y_columns, log_det_columns) = run(_inverse_both_ways, layer, x, context)
@@ -138,7 +113,7 @@ def _both_layouts(flow, z, context):
 def test_column_sampler_equals_the_row_inverse(name, monkeypatch):
     """Base -> data for a block of draws, in both layouts, through every layer kind."""
     calls = _per_bin_calls(monkeypatch)
-    flow = perturb(FLOWS[name](nnx.Rngs(0)), 4)
+    flow = perturb(FLOWS[name](nnx.Rngs(0)), jax.random.key(4), 0.1)
     num_draws = -(-COLUMN_MIN_DRAWS // 2)
     # Wide noise, so that draws reach the splines' identity tails too.
     z = 2.5 * jax.random.normal(jax.random.key(5), (2, num_draws, flow.dim))
