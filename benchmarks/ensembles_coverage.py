@@ -41,8 +41,9 @@ Usage::
     python benchmarks/ensembles_coverage.py            # full run (long: use a quiet machine)
     python benchmarks/ensembles_coverage.py --quick    # smoke test, minutes on a laptop
 
-Writes ``benchmarks/results/ensembles_coverage[_quick].json`` and a Markdown
-table next to it.
+Writes ``benchmarks/results/ensembles_coverage[_quick].json`` (or ``--output``)
+and a Markdown table next to it, after every finished row (``"complete":
+false`` until the last), so that a long run that is stopped keeps its rows.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import astropy.units as u
@@ -315,11 +317,35 @@ def bnn_coverage(regressor: ap.BayesianRegressor, task, key, args: argparse.Name
     return _coverage_summary(result)
 
 
-def run(args: argparse.Namespace) -> dict:
-    """The whole benchmark, as a JSON-ready dict."""
+def run(args: argparse.Namespace, on_row: Callable[[dict], None] | None = None) -> dict:
+    """The whole benchmark, as a JSON-ready dict.
+
+    ``on_row``, if given, is called after every finished row with the report
+    so far (``"complete": False``), so that a long run that is stopped keeps
+    its finished rows.
+    """
     started, load_start = _dt.datetime.now(_dt.UTC), _loadavg()
     results = []
     cost = None
+
+    def report(*, complete: bool) -> dict:
+        return {
+            "schema": SCHEMA,
+            "date": started.isoformat(timespec="seconds"),
+            "duration_s": (_dt.datetime.now(_dt.UTC) - started).total_seconds(),
+            "complete": complete,
+            "machine": {
+                "platform": platform.platform(),
+                "devices": [str(d) for d in jax.devices()],
+                "cpu_count": os.cpu_count(),
+                "loadavg_start": load_start,
+            },
+            "versions": {"astroprob": ap.__version__, "jax": jax.__version__},
+            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "results": list(results),
+            "ensemble_cost": cost,
+        }
+
     for task_name in args.tasks:
         task, embedding = make_task(task_name, args)
         for budget in args.budgets:
@@ -366,21 +392,9 @@ def run(args: argparse.Namespace) -> dict:
                     f"c2st {_mean(row['c2st'])}, log q {row['log_q']['mean']:.3f}",
                     flush=True,
                 )
-    return {
-        "schema": SCHEMA,
-        "date": started.isoformat(timespec="seconds"),
-        "duration_s": (_dt.datetime.now(_dt.UTC) - started).total_seconds(),
-        "machine": {
-            "platform": platform.platform(),
-            "devices": [str(d) for d in jax.devices()],
-            "cpu_count": os.cpu_count(),
-            "loadavg_start": load_start,
-        },
-        "versions": {"astroprob": ap.__version__, "jax": jax.__version__},
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "results": results,
-        "ensemble_cost": cost,
-    }
+                if on_row is not None:
+                    on_row(report(complete=False))
+    return report(complete=True)
 
 
 def markdown(report: dict) -> str:
@@ -399,6 +413,8 @@ def markdown(report: dict) -> str:
         "| train s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    if report.get("complete") is False:
+        lines[0] += " Partial: the run was still going (or was stopped) after these rows."
     for r in report["results"]:
         cov, tr = r["coverage"], r["training"]
         logq = r.get("log_q")
@@ -437,14 +453,24 @@ def _loadavg() -> str:
         return "n/a"
 
 
+def write_report(report: dict, output: Path) -> None:
+    """Write ``output`` (JSON) and its ``.md`` twin, each replaced atomically."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    for path, text in (
+        (output, json.dumps(report, indent=2) + "\n"),
+        (output.with_suffix(".md"), markdown(report)),
+    ):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+
 def main() -> None:
-    """Run, then write JSON and Markdown."""
+    """Run, writing JSON and Markdown after every finished row and at the end."""
     args = parse_args()
-    report = run(args)
+    report = run(args, on_row=lambda partial: write_report(partial, args.output))
     report["machine"]["loadavg_end"] = _loadavg()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(markdown(report))
+    write_report(report, args.output)
     print(markdown(report))
     print(f"wrote {args.output} and {args.output.with_suffix('.md')}")
 
