@@ -20,12 +20,20 @@ For each simulation budget, NPE (spline flow) is trained with these embeddings:
   8 turned images (with the parameters turned alike), trained on every turned
   copy in every minibatch, so it turns with the image exactly instead of
   learning to;
+* ``equivariant_symmetric_profile``: ``equivariant_symmetric`` whose
+  invariant head also reads the input image's mean and its means over 8
+  concentric rings (``EquivariantCNN(input_rings=8)``), which keep the
+  image's brightness;
 * ``plain_symmetric``: the plain CNN with ``NPE(symmetry="D4")``: every
   minibatch embeds the 8 turned images of each simulation (the cost of
   augmentation), and the posterior is their average, exactly equivariant.
 
 Metrics: mean posterior log-probability of the true parameters of ``--test``
-held-out simulations (higher is better), with its standard error; and C2ST
+held-out simulations (higher is better), with its standard error; per
+parameter, the root-mean-square error of the posterior mean and the mean
+posterior standard deviation (``--point-samples`` draws per held-out
+simulation), both in units of the parameter's standard deviation over the
+held-out set, which shows which parameters a model loses; and C2ST
 (0.5 is best) between ``--c2st-samples`` posterior draws and as many NUTS draws
 of the exact posterior (`SersicGalaxy.sample_reference_posterior`, 2 chains
 started at the true parameters), for the first ``--c2st-observations`` held-out
@@ -69,6 +77,7 @@ MODELS = (
     "equivariant",
     "equivariant_no_rings",
     "equivariant_symmetric",
+    "equivariant_symmetric_profile",
     "plain_symmetric",
 )
 
@@ -81,6 +90,7 @@ def make_embedding(name, stamp):
         features=32,
         equivariant_outputs=("spin2", "spin2", "spin1", "spin1"),
         rings=0 if name == "equivariant_no_rings" else 4,
+        input_rings=8 if name.endswith("_profile") else 0,
         rngs=nnx.Rngs(0),
     )
 
@@ -136,7 +146,7 @@ def run_one(task, name, budget, train, test, reference, args):
         theta, x = d4_orbit(theta, x)
     # *_symmetric: the same embedding, and the posterior averaged over D4
     # (NPE(symmetry="D4")), so that it turns with the image exactly.
-    symmetry = "D4" if name.endswith("_symmetric") else None
+    symmetry = "D4" if "_symmetric" in name else None
     npe = ap.NPE(task, embedding=make_embedding(name, args.stamp), symmetry=symmetry)
     start = time.time()
     options = {"progress_bar": False, "batch_size": args.batch_size}
@@ -144,7 +154,19 @@ def run_one(task, name, budget, train, test, reference, args):
         options["max_epochs"] = args.max_epochs
     npe.fit(jax.random.key(args.seed + 1), theta, x, **options)
     fit_s = time.time() - start
-    logp = np.asarray(npe.posterior(test[1]).log_prob(test[0]))
+    posterior = npe.posterior(test[1])
+    logp = np.asarray(posterior.log_prob(test[0]))
+    errors = {}
+    if args.point_samples:
+        draws = np.asarray(posterior.sample(jax.random.key(args.seed + 3), args.point_samples))
+        spread = np.std(test[0], axis=0)  # (7,)
+        rmse = np.sqrt(np.mean((draws.mean(axis=1) - test[0]) ** 2, axis=0)) / spread
+        width = np.mean(draws.std(axis=1), axis=0) / spread
+        names = list(task.parameter_names)
+        errors = {
+            "rmse_per_parameter": dict(zip(names, rmse.round(4).tolist(), strict=True)),
+            "posterior_sd_per_parameter": dict(zip(names, width.round(4).tolist(), strict=True)),
+        }
     c2st = []
     if reference is not None:
         k, n = reference.shape[:2]
@@ -163,6 +185,7 @@ def run_one(task, name, budget, train, test, reference, args):
         "fit_s": fit_s,
         "c2st": c2st,
         "c2st_mean": float(np.mean(c2st)) if c2st else None,
+        **errors,
     }
 
 
@@ -183,6 +206,23 @@ def markdown(rows):
             f"{r['mean_log_prob']:.3f} ± {r['sem_log_prob']:.3f} | {c2st} | {r['epochs']} | "
             f"{r['fit_s']:.0f} |"
         )
+    with_errors = [r for r in rows if r.get("rmse_per_parameter")]
+    if with_errors:
+        names = list(with_errors[0]["rmse_per_parameter"])
+        lines += [
+            "",
+            "Per parameter: RMS error of the posterior mean / mean posterior standard deviation, "
+            "in units of the parameter's spread over the held-out set.",
+            "",
+            "| simulations | embedding | " + " | ".join(names) + " |",
+            "|---:|---|" + "---|" * len(names),
+        ]
+        for r in sorted(with_errors, key=lambda r: (r["budget"], MODELS.index(r["model"]))):
+            cells = [
+                f"{r['rmse_per_parameter'][n]:.3f} / {r['posterior_sd_per_parameter'][n]:.3f}"
+                for n in names
+            ]
+            lines.append(f"| {r['budget']:,} | {r['model']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -197,6 +237,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--c2st-observations", type=int, default=5, help="0 skips C2ST")
     parser.add_argument("--c2st-samples", type=int, default=2000)
+    parser.add_argument(
+        "--point-samples", type=int, default=0, help="draws per test image for per-parameter errors"
+    )
     parser.add_argument("--nuts-warmup", type=int, default=500, help="per chain")
     parser.add_argument("--quick", action="store_true", help="tiny settings to test the script")
     parser.add_argument("--resume", action="store_true", help="keep finished rows of --output")
@@ -205,6 +248,7 @@ def main():
     if args.quick:
         args.budgets, args.test, args.max_epochs, args.batch_size = [100], 50, 1, 50
         args.c2st_observations, args.c2st_samples = 0, 0
+        args.point_samples = 20
     suffix = "_quick" if args.quick else ""
     output = Path(args.output or RESULTS / f"equivariant_data_efficiency{suffix}.json")
 
@@ -225,6 +269,7 @@ def main():
         "seed",
         "c2st_observations",
         "c2st_samples",
+        "point_samples",
     )
     settings = {k: getattr(args, k) for k in fixed}
     rows = []

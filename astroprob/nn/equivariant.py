@@ -25,8 +25,11 @@ that rotate with the image, such as a spin-2 pair for the ellipticity
    are: sizes and concentrations); all are again regular, i.e. permuted by the
    group, because the square's symmetries map every ring onto itself;
 4. an *invariant head*: mean and max over the group axis (group pooling), then
-   an MLP; and *equivariant heads*: a per-element MLP ``h_g`` of the mean and
-   moments then ``sum_g rho(g) A h_g``, which transforms by ``rho`` exactly, by
+   an MLP; optionally (``input_rings``) it also reads the input image's own
+   mean and radial profile, which keep its brightness (the layer
+   normalisations divide the brightness out of the feature maps); and
+   *equivariant heads*: a per-element MLP ``h_g`` of the mean and moments
+   then ``sum_g rho(g) A h_g``, which transforms by ``rho`` exactly, by
    construction.
 
 Filters are expanded in a fixed basis and transformed by resampling it at
@@ -68,6 +71,7 @@ __all__ = [
     "GroupLayerNorm",
     "LiftingConv",
     "filter_basis",
+    "input_profile",
     "regular_vectors",
     "ring_weights",
 ]
@@ -291,6 +295,22 @@ def ring_weights(height: int, width: int, rings: int) -> np.ndarray:
     return weights / np.maximum(weights.sum(axis=(1, 2), keepdims=True), 1e-12)
 
 
+def input_profile(x: Float[Array, "batch h w c"], rings: int) -> Float[Array, "batch k"]:
+    """The image's mean and its means over ``rings`` concentric rings, per channel.
+
+    Returns ``(batch, (1 + rings) * channels)``: per channel the pixel mean,
+    then the ring means (`ring_weights`), i.e. the azimuthally averaged radial
+    profile. They are linear in the image, so they keep its brightness, and the
+    symmetries of the square leave them unchanged (off the pixel grid, C_8 and
+    the like, nearly).
+    """
+    batch, height, width, channels = x.shape
+    weights = jnp.asarray(ring_weights(height, width, rings), x.dtype)
+    profile = jnp.einsum("bhwc,rhw->bcr", x, weights)
+    mean = jnp.mean(x, axis=(1, 2))[..., None]
+    return jnp.concatenate([mean, profile], axis=-1).reshape(batch, (1 + rings) * channels)
+
+
 def regular_vectors(group: Group, f: _Regular, rings: int = 0) -> Float[Array, "batch g k"]:
     """Pool a regular feature map over pixels into regular vectors ``(batch, |G|, (3 + rings) C)``.
 
@@ -359,6 +379,15 @@ class EquivariantCNN(nnx.Module):
             also averaged (`ring_weights`) for the invariant features, next to
             its mean and first moments; ``0`` pools with the mean and moments
             only.
+        input_rings: number of concentric rings over which the *input* image
+            is averaged for the invariant head, next to its mean
+            (`input_profile`): its radial light profile, linear in its
+            brightness. ``0`` (the default) leaves them out. The layer
+            normalisations divide each image's brightness out of the feature
+            maps, so without them a total flux is hard to learn; on
+            `SersicGalaxy` (10³ simulations) ``input_rings=8`` cut the
+            flux error of the posterior mean 4 times (docs/embeddings.md,
+            "Which parameters the equivariant network loses").
         basis: filter basis, see `LiftingConv`.
         rngs: random streams for the initial weights.
 
@@ -388,6 +417,7 @@ class EquivariantCNN(nnx.Module):
         activation: str = "relu",
         normalize: bool = True,
         rings: int = 4,
+        input_rings: int = 0,
         basis: str = "auto",
         rngs: nnx.Rngs,
     ):
@@ -403,9 +433,11 @@ class EquivariantCNN(nnx.Module):
             if value % 2 == 0:
                 raise ValueError(f"{name}: expected an odd number; got {value}")
         channels = tuple(channels)
-        if isinstance(rings, bool) or not isinstance(rings, int) or rings < 0:
-            raise ValueError(f"rings: expected a non-negative int; got {rings!r}")
+        for name, value in (("rings", rings), ("input_rings", input_rings)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}: expected a non-negative int; got {value!r}")
         self.rings = rings
+        self.input_rings = input_rings
         if not channels or not all(
             isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in channels
         ):
@@ -440,8 +472,9 @@ class EquivariantCNN(nnx.Module):
             nnx.List(GroupLayerNorm(factor * c) for c in channels[1:]) if normalize else None
         )
         pooled = 3 * channels[-1]
+        profile = (1 + input_rings) * in_channels if input_rings else 0
         self.invariant_hidden = nnx.Linear(
-            2 * (pooled + rings * channels[-1]), factor * hidden, rngs=rngs
+            2 * (pooled + rings * channels[-1]) + profile, factor * hidden, rngs=rngs
         )
         self.invariant_out = nnx.Linear(hidden, features, rngs=rngs)
         if dims:
@@ -464,14 +497,18 @@ class EquivariantCNN(nnx.Module):
         """``(representation, columns)`` of each block of outputs, in order."""
         return [(name, slice(a, b)) for name, a, b in self._layout]
 
-    def feature_maps(self, x: _Images) -> Float[Array, "batch h2 w2 g c"]:
-        """The last regular feature map ``(batch, h', w', |G|, channels)``."""
+    def _images(self, x: _Images) -> Float[Array, "batch h w c"]:
+        """``x`` as ``(batch, height, width, channels)``, or a clear error."""
         if x.ndim == 3 and self.in_channels == 1:
             x = x[..., None]
         if x.ndim != 4 or x.shape[-1] != self.in_channels:
             channels = f", {self.in_channels}" if self.in_channels > 1 else "[, 1]"
             raise ValueError(f"x: expected (batch, height, width{channels}); got {x.shape}")
-        f = self._act(self.lift(x))
+        return x
+
+    def feature_maps(self, x: _Images) -> Float[Array, "batch h2 w2 g c"]:
+        """The last regular feature map ``(batch, h', w', |G|, channels)``."""
+        f = self._act(self.lift(self._images(x)))
         for i, conv in enumerate(self.convs):
             f = conv(symmetric_pool2(f))
             if self.norms is not None:
@@ -481,9 +518,13 @@ class EquivariantCNN(nnx.Module):
 
     def __call__(self, x: _Images) -> Float[Array, "batch outputs"]:
         """Embed a batch of images: invariant features, then the equivariant outputs."""
+        x = self._images(x)
         f = self.feature_maps(x)
         vectors = regular_vectors(self.group, f, self.rings)  # (batch, |G|, (3 + rings) C)
-        pooled = jnp.concatenate([jnp.mean(vectors, axis=1), jnp.max(vectors, axis=1)], -1)
+        parts = [jnp.mean(vectors, axis=1), jnp.max(vectors, axis=1)]
+        if self.input_rings:
+            parts.append(input_profile(x, self.input_rings))
+        pooled = jnp.concatenate(parts, -1)
         outputs = [self.invariant_out(self._act(self.invariant_hidden(pooled)))]
         if self.equivariant_out is not None:
             # Mean and moments only: off the pixel grid (C_8, ...) the ring means of

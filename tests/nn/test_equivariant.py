@@ -14,6 +14,7 @@ from astroprob.nn.equivariant import (
     GroupConv,
     GroupLayerNorm,
     LiftingConv,
+    input_profile,
     regular_vectors,
     ring_weights,
 )
@@ -46,6 +47,7 @@ def exact_net(request):
         equivariant_outputs=_outputs(group),
         channels=(4, 6, 6),
         hidden=16,
+        input_rings=3 if group == "D4" else 0,  # the input's profile must keep exactness too
         rngs=nnx.Rngs(0),
     )
     x = jax.random.normal(jax.random.key(size), (3, size, size))
@@ -242,11 +244,36 @@ def test_classifier_bad_pairs_raise(kwargs, match):
         ({"group": "C8", "basis": "pixel"}, "'pixel' needs a group"),
         ({"group": "C4", "kernel_size": 4}, "kernel_size: expected an odd"),
         ({"group": "C4", "rings": -1}, "rings: expected a non-negative int"),
+        ({"group": "C4", "input_rings": -2}, "input_rings: expected a non-negative int"),
     ],
 )
 def test_bad_configuration_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):
         EquivariantCNN(**kwargs, rngs=nnx.Rngs(0))
+
+
+def test_input_profile_is_the_mean_and_ring_means_of_each_channel():
+    x = jax.random.normal(jax.random.key(3), (2, 9, 9, 2))
+    rings = 3
+    profile = np.asarray(input_profile(x, rings)).reshape(2, 2, 1 + rings)
+    weights = ring_weights(9, 9, rings)
+    by_hand = np.einsum("bhwc,rhw->bcr", np.asarray(x, float), weights)
+    np.testing.assert_allclose(profile[..., 0], np.asarray(x).mean(axis=(1, 2)), atol=1e-6)
+    np.testing.assert_allclose(profile[..., 1:], by_hand, atol=1e-6)
+    # Linear in the image (it keeps the brightness), unchanged by the square's symmetries.
+    np.testing.assert_allclose(input_profile(3 * x, rings), 3 * input_profile(x, rings), rtol=1e-5)
+    for turned in (jnp.rot90(x, 1, axes=(1, 2)), x[:, ::-1], jnp.swapaxes(x, 1, 2)):
+        np.testing.assert_allclose(input_profile(turned, rings), input_profile(x, rings), atol=1e-6)
+
+
+def test_input_rings_widen_only_the_invariant_head():
+    kwargs = {"features": 4, "equivariant_outputs": ("spin2",), "channels": (2, 3)}
+    plain = EquivariantCNN("C4", in_channels=2, rngs=nnx.Rngs(0), **kwargs)
+    profiled = EquivariantCNN("C4", in_channels=2, input_rings=5, rngs=nnx.Rngs(0), **kwargs)
+    assert profiled.invariant_hidden.in_features == plain.invariant_hidden.in_features + 2 * 6
+    assert profiled.equivariant_hidden.in_features == plain.equivariant_hidden.in_features
+    out = profiled(jax.random.normal(jax.random.key(0), (3, 12, 12, 2)))
+    assert out.shape == (3, 6)
 
 
 def test_wrong_input_shape_raises():
