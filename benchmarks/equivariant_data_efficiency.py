@@ -275,7 +275,10 @@ def main():
     rows = []
     if args.resume and output.is_file():
         old = json.loads(output.read_text())
-        if {k: old["settings"].get(k) for k in fixed} != settings:
+        # Files from before --point-samples existed were made without it (0).
+        if {k: old["settings"].get(k, 0 if k == "point_samples" else None) for k in fixed} != (
+            settings
+        ):
             raise SystemExit(f"--resume: {output} was made with other settings; not resuming")
         rows = old["rows"]
     output.parent.mkdir(parents=True, exist_ok=True)
