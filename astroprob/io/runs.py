@@ -37,7 +37,8 @@ leaves a half-written one. The config format (every key optional except
     convs_per_stage = 1           # "cnn" only
     hidden = 64
     # kind = "equivariant": astroprob.nn.EquivariantCNN, with
-    # group = "D4", rings = 4, equivariant_outputs = ["spin2", "spin1"]
+    # group = "D4", rings = 4, equivariant_outputs = ["spin2", "spin1"],
+    # input_rings = 8 (the image's radial profile, which keeps its flux)
 
     [density]
     kind = "nsf"                  # "nsf_autoregressive", "maf", "mdn"
