@@ -67,6 +67,7 @@ import astroprob as ap
 from astroprob.diagnostics.c2st import c2st
 from astroprob.diagnostics.coverage import expected_coverage
 from astroprob.diagnostics.runners import run_expected_coverage
+from astroprob.inference._checkpoint import write_atomic
 from astroprob.inference.npe import NPE_TRAINING_DEFAULTS
 from astroprob.tasks import reference_posterior_samples
 
@@ -456,13 +457,8 @@ def _loadavg() -> str:
 def write_report(report: dict, output: Path) -> None:
     """Write ``output`` (JSON) and its ``.md`` twin, each replaced atomically."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    for path, text in (
-        (output, json.dumps(report, indent=2) + "\n"),
-        (output.with_suffix(".md"), markdown(report)),
-    ):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+    write_atomic(output, (json.dumps(report, indent=2) + "\n").encode())
+    write_atomic(output.with_suffix(".md"), markdown(report).encode())
 
 
 def main() -> None:

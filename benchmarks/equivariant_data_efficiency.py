@@ -68,6 +68,7 @@ import numpy as np
 from flax import nnx
 
 import astroprob as ap
+from astroprob.inference._checkpoint import write_atomic
 from astroprob.nn.groups import DihedralGroup
 
 RESULTS = Path(__file__).parent / "results"
@@ -307,13 +308,8 @@ def write(output, task, settings, rows):
         "devices": [str(d) for d in jax.devices()],
         "jax": jax.__version__,
     }
-    for path, text in (
-        (output, json.dumps(result, indent=2)),
-        (output.with_suffix(".md"), markdown(rows)),
-    ):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+    write_atomic(output, (json.dumps(result, indent=2) + "\n").encode())
+    write_atomic(output.with_suffix(".md"), markdown(rows).encode())
 
 
 if __name__ == "__main__":
