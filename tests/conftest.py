@@ -3,10 +3,10 @@
 The default tier compiles without LLVM's optimisation passes
 (``--xla_backend_optimization_level=0``). Its tests run many small programs
 once each, so compilation is most of their time, and this halves it (a small
-NPE fit: 8-11 s of compilation against 4.5 s). The numbers computed are the
-same; only the machine code is slower, which the slow tier, whose statistical
-tests train for long, would feel: it keeps XLA's default. A level already set
-in ``XLA_FLAGS`` is kept.
+NPE fit: 8-11 s of compilation against 4.5 s). The programs are the same;
+only their machine code is less optimised and runs slower, which the slow
+tier, whose statistical tests train for long, would feel: it keeps XLA's
+default. A level already set in ``XLA_FLAGS`` is kept.
 """
 
 import os
