@@ -55,6 +55,7 @@ Writes ``benchmarks/results/equivariant_data_efficiency{,_quick}.{json,md}``.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -135,9 +136,9 @@ def nuts_reference(task, test, args):
         draws.append(np.asarray(samples))
         print(f"NUTS reference {i}: {time.time() - start:.0f} s", flush=True)
     samples = np.stack(draws)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, samples=samples, x=x, theta=theta, warmup=args.nuts_warmup)
-    os.replace(tmp, path)
+    blob = io.BytesIO()
+    np.savez(blob, samples=samples, x=x, theta=theta, warmup=args.nuts_warmup)
+    write_atomic(path, blob.getvalue())
     return samples
 
 

@@ -508,7 +508,10 @@ class EquivariantCNN(nnx.Module):
 
     def feature_maps(self, x: _Images) -> Float[Array, "batch h2 w2 g c"]:
         """The last regular feature map ``(batch, h', w', |G|, channels)``."""
-        f = self._act(self.lift(self._images(x)))
+        return self._feature_maps(self._images(x))
+
+    def _feature_maps(self, x: Float[Array, "batch h w cin"]) -> Float[Array, "batch h2 w2 g c"]:
+        f = self._act(self.lift(x))
         for i, conv in enumerate(self.convs):
             f = conv(symmetric_pool2(f))
             if self.norms is not None:
@@ -519,7 +522,7 @@ class EquivariantCNN(nnx.Module):
     def __call__(self, x: _Images) -> Float[Array, "batch outputs"]:
         """Embed a batch of images: invariant features, then the equivariant outputs."""
         x = self._images(x)
-        f = self.feature_maps(x)
+        f = self._feature_maps(x)
         vectors = regular_vectors(self.group, f, self.rings)  # (batch, |G|, (3 + rings) C)
         parts = [jnp.mean(vectors, axis=1), jnp.max(vectors, axis=1)]
         if self.input_rings:

@@ -1,11 +1,9 @@
-"""Helpers shared by the flow tests: perturbed weights and cheaply compiled calls."""
+"""Helpers shared by the flow tests: perturbed weights and modules called as one program."""
 
 import functools
 
 import jax
 from flax import nnx
-
-FAST_COMPILE = {"xla_backend_optimization_level": 0}  # tests compile many small graphs
 
 
 def perturb(module, key, scale):
@@ -21,13 +19,14 @@ def perturb(module, key, scale):
     return module
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1), compiler_options=FAST_COMPILE)
+@functools.partial(jax.jit, static_argnums=(0, 1))
 def _run(fn, graphdef, state, *args):
     return fn(nnx.merge(graphdef, state), *args)
 
 
 def run(fn, module, *args):
-    """``fn(module, *args)`` compiled (cheaply) as one program via nnx.split/merge.
+    """``fn(module, *args)`` compiled as one program via nnx.split/merge (the default
+    tier compiles cheaply, see `tests/conftest.py`).
 
     Compiled code is shared by modules with equal graph definitions when ``fn``
     is the same (module-level) function.

@@ -6,7 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _flow_helpers import FAST_COMPILE
 from flax import nnx
 
 import astroprob.flows._flow as flow_module
@@ -37,7 +36,7 @@ def _knots(params):
     return rq_knots(w, h, d, tail_bound=B, **SETTINGS)
 
 
-@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+@functools.partial(jax.jit)
 def _spline_checks(params, x):
     """Forward, inverse, and autodiff derivatives of both, elementwise."""
     knots = _knots(params)
@@ -85,7 +84,7 @@ def _spline_inputs(key, scale, n=4000):
     return params, x
 
 
-@functools.partial(jax.jit, static_argnames="inverse", compiler_options=FAST_COMPILE)
+@functools.partial(jax.jit, static_argnames="inverse")
 def _spline_from_params(params, value, inverse):
     """`rq_spline` (network outputs straight to one bin), with its parameter gradient."""
 
@@ -140,7 +139,7 @@ def test_spline_from_network_outputs_equals_the_spline_of_all_knots(moderate, st
         np.testing.assert_array_equal(y[outside], np.asarray(x)[outside])
 
 
-@functools.partial(jax.jit, static_argnames=("inverse", "unrolled"), compiler_options=FAST_COMPILE)
+@functools.partial(jax.jit, static_argnames=("inverse", "unrolled"))
 def _spline_evaluation(params, value, inverse, unrolled):
     w, h, d = split_spline_params(params, K)
     return _spline(value, w, h, d, inverse=inverse, unrolled=unrolled, tail_bound=B, **SETTINGS)
@@ -169,7 +168,7 @@ def test_unrolled_spline_equals_the_trailing_axis_form(moderate, strong):
             np.testing.assert_array_equal(out[outside], np.asarray(value)[outside])
 
 
-@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+@functools.partial(jax.jit)
 def _per_bin_inverse(params, value):
     """`rq_spline_inverse_per_bin` with the values on a leading axis and the bins split off."""
     per_bin = [params[..., k] for k in range(3 * K - 1)]
@@ -232,10 +231,9 @@ def test_sampling_sized_inverse_is_unrolled_and_differentiated_through_the_refer
         out, log_det = inverse(p, y, unrolled)
         return jnp.sum(out) + jnp.sum(log_det)
 
-    fast = jax.jit(lambda p: (inverse(p, y), jax.grad(loss)(p)), compiler_options=FAST_COMPILE)
+    fast = jax.jit(lambda p: (inverse(p, y), jax.grad(loss)(p)))
     reference = jax.jit(
         lambda p: (inverse(p, y, False), jax.grad(lambda q: loss(q, False))(p)),
-        compiler_options=FAST_COMPILE,
     )
     (out, log_det), grad = fast(params)
     (ref_out, ref_log_det), ref_grad = reference(params)
@@ -265,7 +263,7 @@ def test_spline_is_monotone_identity_outside_and_continuous_at_bounds(strong):
     np.testing.assert_allclose(r["dy_dx"][at_bound], 1.0, atol=1e-3)
 
 
-@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+@functools.partial(jax.jit)
 def _one_spline(params, x):
     return rq_spline_forward(x, _knots(params), tail_bound=B)[0]
 
@@ -329,7 +327,7 @@ def test_made_is_autoregressive(dim, num_hidden_layers):
     np.testing.assert_allclose(blocks, np.asarray(full).reshape(dim, 3), rtol=1e-6, atol=1e-6)
 
 
-@functools.partial(jax.jit, static_argnums=0, compiler_options=FAST_COMPILE)
+@functools.partial(jax.jit, static_argnums=0)
 def _made_checks(graphdef, state, x, context):
     made = nnx.merge(graphdef, state)
     jac = jax.jacfwd(lambda v: made(v, context))(x)
