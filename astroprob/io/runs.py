@@ -130,6 +130,7 @@ _EMBEDDING_KEYS = {
     "hidden": (int, "64"),
     "group": (str, '"D4"'),
     "rings": (int, "4"),
+    "input_rings": (int, "8"),
     "equivariant_outputs": ("strings", '["spin2", "spin1"]'),
     "seed": (int, "0"),
 }

@@ -222,7 +222,7 @@ def test_estimator_section_and_equivariant_embedding_build_the_npe():
     text = TINY_SERSIC.replace(
         "[embedding]",
         '[estimator]\nensemble = 2\nbalance = 10\nsymmetry = "D4"\n\n'
-        '[embedding]\nkind = "equivariant"\ngroup = "D4"\nrings = 2\n'
+        '[embedding]\nkind = "equivariant"\ngroup = "D4"\nrings = 2\ninput_rings = 3\n'
         'equivariant_outputs = ["spin2", "spin1"]',
     )
     config = RunConfig.from_text(text)
@@ -231,7 +231,7 @@ def test_estimator_section_and_equivariant_embedding_build_the_npe():
     embedding = npe._embedding
     assert isinstance(embedding, EquivariantCNN)
     assert embedding.group.name == "D4"
-    assert embedding.rings == 2
+    assert (embedding.rings, embedding.input_rings) == (2, 3)
     assert [name for name, _ in embedding.output_slices] == ["invariant", "spin2", "spin1"]
     # The estimator options are part of what a resumed run must share.
     other = RunConfig.from_text(text.replace("ensemble = 2", "ensemble = 3"))
