@@ -36,7 +36,7 @@ def _knots(params):
     return rq_knots(w, h, d, tail_bound=B, **SETTINGS)
 
 
-@functools.partial(jax.jit)
+@jax.jit
 def _spline_checks(params, x):
     """Forward, inverse, and autodiff derivatives of both, elementwise."""
     knots = _knots(params)
@@ -168,7 +168,7 @@ def test_unrolled_spline_equals_the_trailing_axis_form(moderate, strong):
             np.testing.assert_array_equal(out[outside], np.asarray(value)[outside])
 
 
-@functools.partial(jax.jit)
+@jax.jit
 def _per_bin_inverse(params, value):
     """`rq_spline_inverse_per_bin` with the values on a leading axis and the bins split off."""
     per_bin = [params[..., k] for k in range(3 * K - 1)]
@@ -232,9 +232,7 @@ def test_sampling_sized_inverse_is_unrolled_and_differentiated_through_the_refer
         return jnp.sum(out) + jnp.sum(log_det)
 
     fast = jax.jit(lambda p: (inverse(p, y), jax.grad(loss)(p)))
-    reference = jax.jit(
-        lambda p: (inverse(p, y, False), jax.grad(lambda q: loss(q, False))(p)),
-    )
+    reference = jax.jit(lambda p: (inverse(p, y, False), jax.grad(lambda q: loss(q, False))(p)))
     (out, log_det), grad = fast(params)
     (ref_out, ref_log_det), ref_grad = reference(params)
     slope = np.exp(np.asarray(ref_log_det))
@@ -263,7 +261,7 @@ def test_spline_is_monotone_identity_outside_and_continuous_at_bounds(strong):
     np.testing.assert_allclose(r["dy_dx"][at_bound], 1.0, atol=1e-3)
 
 
-@functools.partial(jax.jit)
+@jax.jit
 def _one_spline(params, x):
     return rq_spline_forward(x, _knots(params), tail_bound=B)[0]
 
